@@ -1,0 +1,28 @@
+"""ntklib: analytic and empirical neural tangent kernels in PyTorch.
+
+One architecture, two views::
+
+    import ntklib as nk
+    arch = nk.serial(nk.Dense(512, W_std=1.5, b_std=0.1), nk.Relu(), nk.Dense(1, W_std=1.5, b_std=0.1))
+    k = arch.kernel(x1, x2)                 # infinite width: k.nngp, k.ntk  (n1, n2)
+    net = arch.module(in_dim=x1.shape[1])   # a finite torch.nn.Module from the same layers
+    theta = nk.empirical_ntk(net, x1, x2)   # its tangent kernel, converging to k.ntk as width grows
+"""
+from ._checks import default_device
+from .activations import (ABRelu, Abs, Activation, Elementwise, Erf, Gelu, Identity, LeakyRelu, Relu,
+                          Sigmoid, Sin, Tanh)
+from .empirical import empirical_nngp, empirical_ntk
+from .kernel import Kernel
+from .layers import Dense, Layer, Serial, serial
+from .monte_carlo import MonteCarloKernel, monte_carlo_kernel
+from .networks import ActivationModule, DenseModule, SerialModule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Kernel", "Layer", "Dense", "Serial", "serial",
+    "Activation", "ABRelu", "Relu", "LeakyRelu", "Abs", "Identity", "Erf", "Sin", "Gelu", "Elementwise",
+    "Tanh", "Sigmoid",
+    "DenseModule", "ActivationModule", "SerialModule",
+    "empirical_ntk", "empirical_nngp", "monte_carlo_kernel", "MonteCarloKernel", "default_device",
+]

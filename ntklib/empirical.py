@@ -1,0 +1,220 @@
+r"""Empirical (finite-width) neural tangent kernels via ``torch.func``.
+
+For a model :math:`f_\theta: \mathbb R^d \to \mathbb R^k`,
+
+.. math::
+    \hat\Theta_{ab}(x, x') = \sum_p \frac{\partial f_a(x)}{\partial\theta_p}\frac{\partial f_b(x')}{\partial\theta_p}
+    = \big[J(x) J(x')^\top\big]_{ab}.
+
+``mode`` chooses what is returned for ``x1`` (n1, d) and ``x2`` (n2, d):
+
+* ``"full"``: (n1, n2, k, k), every pair of outputs;
+* ``"diagonal"``: (n1, n2, k), :math:`\hat\Theta_{aa}` for each output ``a``;
+* ``"trace"``: (n1, n2), the mean :math:`\frac1k\sum_a \hat\Theta_{aa}` -- the quantity
+  that converges to the analytic per-output kernel ``arch.kernel(...).ntk`` (neural-tangents
+  calls this ``trace_axes=(-1,)``, also normalized by k).
+
+Implementations (all exact, checked against each other in ``tests/test_empirical.py``):
+
+* ``"jacobian"``: per-example Jacobians with ``vmap(jacrev)`` and their contraction; memory
+  :math:`O(\text{chunk}\cdot k\cdot P)`.
+* ``"ntvp"``: NTK-vector products: for each basis output of ``x2`` a VJP then a JVP through
+  ``f(x1)``; no Jacobian is stored, good when :math:`P` is large and :math:`n_2 k` small.
+* ``"structured"``: ntklib's own dense networks (``arch.module(...)`` of Dense layers and
+  elementwise activations). For a dense layer :math:`z = s_W W h + s_b b` with input
+  :math:`h` and backpropagated vectors :math:`\delta_a = \partial f_a/\partial z`,
+
+  .. math::  \hat\Theta_{ab}(x,x') \mathrel{+}= \big(s_W^2\, h(x)\cdot h(x') + s_b^2\big)\ \delta_a(x)\cdot\delta_b(x'),
+
+  summed over layers: cost :math:`O(n_1 n_2 \sum_l n_l)` instead of :math:`O(n_1 n_2 P)`.
+* ``"auto"``: ``"structured"`` when it applies, else ``"jacobian"``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call, jacrev, jvp, vjp, vmap
+
+from ._checks import as_inputs, check_choice, check_positive_int
+from .networks import ActivationModule, DenseModule, SerialModule
+
+__all__ = ["empirical_ntk", "empirical_nngp"]
+
+_MODES = ("full", "diagonal", "trace")
+_IMPLS = ("auto", "jacobian", "ntvp", "structured")
+
+
+def _model_device_dtype(model: nn.Module):
+    for p in model.parameters():
+        return p.device, p.dtype
+    raise ValueError("model has no parameters, so its tangent kernel is zero; give a model with parameters.")
+
+
+def _prepare(model, x1, x2):
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    device, dtype = _model_device_dtype(model)
+    x1, x2 = as_inputs(x1, x2)
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None:
+            continue
+        if x.device != device:
+            raise ValueError(f"{name} is on {x.device} but the model's parameters are on {device}; "
+                             f"move one of them (e.g. {name}.to({str(device)!r})).")
+        if x.dtype != dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; "
+                            f"use {name}.to({dtype}) or model.to({dtype}).")
+    return x1, x2
+
+
+def _reduce(full: torch.Tensor, mode: str) -> torch.Tensor:
+    """full (n1, n2, k, k) -> the requested mode."""
+    if mode == "full":
+        return full
+    diag = torch.diagonal(full, dim1=-2, dim2=-1)  # (n1, n2, k)
+    return diag if mode == "diagonal" else diag.mean(-1)
+
+
+def _as_2d_output(out: torch.Tensor, n: int) -> torch.Tensor:
+    return out.reshape(n, -1)  # (n, k)
+
+
+def _jacobian_ntk(model, x1, x2, mode, chunk):
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def f_single(p, x):  # x (d,) -> (k,)
+        return functional_call(model, p, (x[None],)).reshape(-1)
+
+    jac_fn = vmap(jacrev(f_single), (None, 0))
+
+    def jac(x):  # dict name -> (n, k, P_name)
+        j = jac_fn(params, x)
+        return [t.reshape(t.shape[0], t.shape[1], -1) for t in j.values()]
+
+    xb = x1 if x2 is None else x2
+    rows = []
+    cache2 = None
+    if xb.shape[0] <= chunk:
+        cache2 = jac(xb)
+    for i in range(0, x1.shape[0], chunk):
+        J1 = jac(x1[i:i + chunk])
+        cols = []
+        for j in range(0, xb.shape[0], chunk):
+            J2 = cache2 if cache2 is not None else jac(xb[j:j + chunk])
+            block = sum(_contract(a, b, mode) for a, b in zip(J1, J2))
+            cols.append(block)
+            if cache2 is not None:
+                break
+        rows.append(torch.cat(cols, dim=1))
+    return torch.cat(rows, dim=0)
+
+
+def _contract(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
+    # a (n1, k, P), b (n2, k, P)
+    if mode == "full":
+        return torch.einsum("iap,jbp->ijab", a, b)
+    if mode == "diagonal":
+        return torch.einsum("iap,jap->ija", a, b)
+    return torch.einsum("iap,jap->ij", a, b) / a.shape[1]
+
+
+def _ntvp_ntk(model, x1, x2, mode, chunk):
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    xb = x1 if x2 is None else x2
+    f1 = lambda p: _as_2d_output(functional_call(model, p, (x1,)), x1.shape[0])  # (n1, k)
+    f2 = lambda p: _as_2d_output(functional_call(model, p, (xb,)), xb.shape[0])  # (n2, k)
+    out2, vjp_fn = vjp(f2, params)
+    n2, k = out2.shape
+
+    def column(vec):  # vec (n2, k) -> (n1, k) = J1 J2^T vec
+        (pull,) = vjp_fn(vec)
+        _, push = jvp(f1, (params,), (pull,))
+        return push
+
+    basis = torch.eye(n2 * k, dtype=out2.dtype, device=out2.device).reshape(n2 * k, n2, k)
+    cols = vmap(column, chunk_size=chunk)(basis)  # (n2*k, n1, k)
+    full = cols.reshape(n2, k, x1.shape[0], k).permute(2, 0, 3, 1)  # (n1, n2, k_a, k_b)
+    return _reduce(full, mode)
+
+
+def _structured_forward(model: SerialModule, x: torch.Tensor):
+    """Inputs of every dense layer and the backpropagated vectors delta (n, k, out) at its output."""
+    hs, dense, zs_before_act = [], [], {}
+    h = x
+    with torch.no_grad():
+        for idx, m in enumerate(model):
+            if isinstance(m, DenseModule):
+                hs.append(h)
+                dense.append(idx)
+            elif isinstance(m, ActivationModule):
+                zs_before_act[idx] = h
+            h = m(h)
+    n, k = h.shape
+    delta = torch.eye(k, dtype=h.dtype, device=h.device).expand(n, k, k)  # (n, k, k): d f_a / d out
+    deltas = {}
+    with torch.no_grad():
+        for idx in range(len(model) - 1, -1, -1):
+            m = model[idx]
+            if isinstance(m, DenseModule):
+                deltas[idx] = delta
+                delta = m.weight_scale * (delta @ m.weight)  # (n, k, in)
+            else:
+                delta = delta * m.derivative(zs_before_act[idx])[:, None, :]
+    return [(model[i], hs[j], deltas[i]) for j, i in enumerate(dense)]
+
+
+def _structured_ntk(model, x1, x2, mode, chunk):
+    xb = x1 if x2 is None else x2
+    parts2 = _structured_forward(model, xb)
+    rows = []
+    for i in range(0, x1.shape[0], chunk):
+        parts1 = _structured_forward(model, x1[i:i + chunk])
+        acc = 0
+        for (m, h1, d1), (_, h2, d2) in zip(parts1, parts2):
+            gram_h = (m.weight_scale ** 2) * (h1 @ h2.T) + m.bias_scale ** 2  # (n1, n2)
+            if mode == "full":
+                gram_d = torch.einsum("iao,jbo->ijab", d1, d2)
+                acc = acc + gram_h[:, :, None, None] * gram_d
+            elif mode == "diagonal":
+                acc = acc + gram_h[:, :, None] * torch.einsum("iao,jao->ija", d1, d2)
+            else:
+                acc = acc + gram_h * torch.einsum("iao,jao->ij", d1, d2) / d1.shape[1]
+        rows.append(acc)
+    return torch.cat(rows, dim=0)
+
+
+def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "trace", implementation: str = "auto",
+                  chunk_size: int = 64) -> torch.Tensor:
+    r"""Empirical NTK :math:`J(x_1)J(x_2)^\top` of any torch model at its current parameters.
+
+    Args:
+      model: a ``torch.nn.Module`` mapping (n, d) inputs to (n, k) outputs (or (n,)).
+      x1, x2: (n1, d) and (n2, d) inputs on the model's device and dtype; ``x2=None`` means x1.
+      mode: ``"trace"`` (n1, n2) mean over outputs, ``"diagonal"`` (n1, n2, k) or ``"full"`` (n1, n2, k, k).
+      implementation: ``"auto"``, ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (module docstring).
+      chunk_size: rows (Jacobian / structured) or basis vectors (ntvp) per block; bounds memory.
+    """
+    check_choice("mode", mode, _MODES)
+    check_choice("implementation", implementation, _IMPLS)
+    chunk = check_positive_int("chunk_size", chunk_size)
+    x1, x2 = _prepare(model, x1, x2)
+    structured_ok = isinstance(model, SerialModule) and model.is_plain_mlp
+    if implementation == "structured" and not structured_ok:
+        raise ValueError("implementation='structured' needs an ntklib dense network (arch.module(...) made of "
+                         "Dense layers and elementwise activations); use 'jacobian' or 'ntvp' for other models.")
+    if implementation == "auto":
+        implementation = "structured" if structured_ok else "jacobian"
+    fn = {"jacobian": _jacobian_ntk, "ntvp": _ntvp_ntk, "structured": _structured_ntk}[implementation]
+    return fn(model, x1, x2, mode, chunk)
+
+
+def empirical_nngp(model: nn.Module, x1, x2=None) -> torch.Tensor:
+    r"""Empirical output covariance of one network, :math:`\frac1k\sum_a f_a(x_1) f_a(x_2)`, shape (n1, n2).
+
+    Its average over random initializations is the NNGP kernel (see :mod:`ntklib.monte_carlo`).
+    """
+    x1, x2 = _prepare(model, x1, x2)
+    with torch.no_grad():
+        f1 = _as_2d_output(model(x1), x1.shape[0])  # (n1, k)
+        f2 = f1 if x2 is None else _as_2d_output(model(x2), x2.shape[0])  # (n2, k)
+    return f1 @ f2.T / f1.shape[1]
