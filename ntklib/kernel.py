@@ -80,6 +80,7 @@ class Kernel:
         else:
             var2 = (x2 * x2).sum(-1) / d  # (n2,)
             nngp = x1 @ x2.T / d  # (n1, n2)
+            _snap_equal_rows(nngp, x1, x2, var1, var2)
         ntk = torch.zeros_like(nngp) if compute_ntk else None
         return cls(nngp=nngp, ntk=ntk, var1=var1, var2=var2, width=d, is_input=True, diagonal=diagonal,
                    symmetric=symmetric)
@@ -93,3 +94,26 @@ class Kernel:
     def __repr__(self) -> str:  # short: the tensors can be large
         return (f"Kernel(shape={self.shape}, width={self.width}, ntk={'yes' if self.ntk is not None else 'no'}, "
                 f"diagonal={self.diagonal}, dtype={self.dtype}, device={self.device})")
+
+
+def _snap_equal_rows(nngp: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, var1: torch.Tensor,
+                     var2: torch.Tensor) -> None:
+    """In place: where a row of ``x2`` equals (or is minus) a row of ``x1``, set ``nngp`` to exactly
+    ``+-var1`` (and ``var2`` to ``var1``), so that cos(theta) = +-1 exactly.
+
+    ``x1 @ x2.T`` rounds differently from ``|x|^2``, which would leave
+    ``var1 var2 - nngp^2 = O(1e-16 var^2)`` and sin(theta) = O(1e-8): the ReLU derivative kernel
+    (pi - theta)/(2 pi) would be off by ~1e-9 instead of exact. Only candidate pairs with
+    |cos| >= 1 - 1e-8 are compared row by row.
+    """
+    near = nngp.abs() >= (1 - 1e-8) * torch.sqrt(var1[:, None] * var2[None, :])  # (n1, n2)
+    if not bool(near.any()):
+        return
+    i, j = near.nonzero(as_tuple=True)  # (m,), (m,)
+    step = max(1, (1 << 20) // x1.shape[1])
+    for s in range(0, i.numel(), step):
+        ii, jj = i[s:s + step], j[s:s + step]
+        a, b = x1[ii], x2[jj]  # (m, d)
+        for mask, sign in (((a == -b).all(-1), -1.0), ((a == b).all(-1), 1.0)):  # equal wins for 0 rows
+            nngp[ii[mask], jj[mask]] = sign * var1[ii[mask]]
+            var2[jj[mask]] = var1[ii[mask]]

@@ -95,12 +95,16 @@ class Layer:
         var1, var2 = x1.new_empty(n1), x1.new_empty(n2)
         last = None
         for i in range(0, n1, bs):
-            for j in range(0, n2, bs):
+            for j in range(i if symmetric else 0, n2, bs):  # symmetric: upper blocks, mirrored below
                 same_block = symmetric and i == j
                 t = run(x1[i:i + bs]) if same_block else run(x1[i:i + bs], xb[j:j + bs])
                 nngp[i:i + bs, j:j + bs] = t.nngp
                 if compute_ntk:
                     ntk[i:i + bs, j:j + bs] = t.ntk
+                if symmetric and not same_block:  # exactly symmetric, as the untiled kernel
+                    nngp[j:j + bs, i:i + bs] = t.nngp.T
+                    if compute_ntk:
+                        ntk[j:j + bs, i:i + bs] = t.ntk.T
                 var1[i:i + bs] = t.var1
                 var2[j:j + bs] = t.var2
                 last = t
