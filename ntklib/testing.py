@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["assert_close", "assert_shape", "assert_not_calling", "assert_choice"]
+__all__ = ["assert_close", "assert_shape", "assert_not_calling", "assert_choice",
+           "assert_within_standard_errors"]
 
 
 def _to_numpy(value: Any, what: str, role: str) -> np.ndarray:
@@ -248,3 +249,43 @@ def assert_not_calling(func: Callable, forbidden_names: Iterable[str | Callable]
             if isinstance(g, types.FunctionType) and g.__module__ == module and id(g) not in seen:
                 todo.append(g)
 
+
+def assert_within_standard_errors(actual: Any, mc_mean: Any, mc_sem: Any, what: str = "the result",
+                                  n_sigma: float = 5.0, atol: float = 1e-10, rtol: float = 0.0) -> None:
+    r"""Check an exact answer against a Monte Carlo estimate: ``|actual - mean| <= n_sigma * sem + atol + rtol |mean|``.
+
+    ``mc_mean`` and ``mc_sem`` are the entrywise mean and standard error of the mean of a Monte
+    Carlo estimate (e.g. :func:`ntklib.monte_carlo_kernel` over seeds of finite networks); ``rtol``
+    allows for a known bias of the estimator (e.g. the :math:`O(1/n)` finite-width bias of a deep
+    network's NTK). With fixed seeds the check is deterministic; with ``n_sigma = 5`` a correct
+    answer fails by chance with probability below :math:`10^{-6}` per entry. The failure message
+    gives the worst entry's z-score and, where it can tell, the constant factor by which the
+    answer is off.
+    """
+    if n_sigma <= 0 or atol < 0 or rtol < 0:
+        raise ValueError(f"n_sigma must be > 0 and atol, rtol >= 0; got {n_sigma!r}, {atol!r}, {rtol!r}.")
+    a = _to_numpy(actual, what, "result")
+    m = _to_numpy(mc_mean, what, "Monte Carlo mean")
+    s = _to_numpy(mc_sem, what, "Monte Carlo standard error")
+    if a.shape != m.shape:
+        assert_shape(a, m.shape, what)
+    if not np.all(np.isfinite(a)):
+        raise AssertionError(f"{what}: the result has NaN or infinite entries; expected finite values.")
+    diff = np.abs(a - m)
+    allowed = n_sigma * s + atol + rtol * np.abs(m)
+    if (diff <= allowed).all():
+        return
+    z = diff / np.maximum(s, 1e-300)
+    k = np.unravel_index(int(np.argmax(diff - allowed)), m.shape) if m.ndim else ()
+    loc = f" at index {tuple(int(i) for i in k)}" if m.ndim else ""
+    msg = (f"{what}: {int((diff > allowed).sum())} of {m.size} entries are outside the Monte Carlo error bars. "
+           f"Worst{loc}: got {_fmt(float(a[k]))}, the simulation of finite networks gives {_fmt(float(m[k]))} "
+           f"+- {_fmt(float(s[k]))} (standard error; {_fmt(float(z[k]))} standard errors away, allowed {n_sigma:g}).")
+    mask = np.abs(m) > 10 * np.maximum(s, atol)
+    if mask.any():
+        ratio = a[mask] / m[mask]
+        r0 = float(np.median(ratio))
+        if np.isfinite(r0) and r0 != 0 and abs(r0 - 1) > 0.05 and np.all(np.abs(ratio / r0 - 1) < 0.05):
+            msg += (f" Hint: the result is about {_fmt(r0)} times the simulation everywhere: look for a missing or "
+                    f"extra constant factor (a weight variance, a 1/d, a depth factor).")
+    raise AssertionError(msg)
