@@ -3,6 +3,7 @@
 #   make test     the whole test suite: ntklib, notebooks, the nbgrader pipeline, the browser
 VENV ?= .venv
 PORT ?= 8888
+NOTEBOOK_DIR ?= course
 JUPYTER_FLAGS ?=
 
 .PHONY: setup course test benchmarks
@@ -10,7 +11,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 course: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=course --port=$(PORT) $(JUPYTER_FLAGS) \
+	$(VENV)/bin/jupyter lab --notebook-dir=$(NOTEBOOK_DIR) --port=$(PORT) $(JUPYTER_FLAGS) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: setup
