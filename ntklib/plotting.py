@@ -10,6 +10,9 @@ never calls ``plt.show()`` -- the notebook decides when a figure is shown.
 * :func:`plot_theory_vs_simulation` -- a theory curve and simulated means with error bars.
 * :func:`interactive_figure`       -- controls (ipywidgets) above a figure that is redrawn in
   place when a control moves; static renders (nbconvert, GitHub) show the default figure.
+* :func:`plot_histogram_vs_gaussian` -- a histogram against a zero-mean Gaussian density, with two
+  normality measures (Kolmogorov--Smirnov distance, excess kurtosis).
+* :func:`plot_mean_and_band`       -- a mean curve with a shaded band of :math:`\pm n` standard deviations.
 
 Smoke tests: ``tests/test_plotting.py``.
 """
@@ -19,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["loglog_slope", "plot_loglog_slope", "plot_theory_vs_simulation", "interactive_figure"]
+__all__ = ["loglog_slope", "plot_loglog_slope", "plot_theory_vs_simulation", "interactive_figure",
+           "plot_histogram_vs_gaussian", "plot_mean_and_band"]
 
 
 def _np(a) -> np.ndarray:
@@ -162,3 +166,70 @@ def interactive_figure(draw: Callable, controls: dict, *, layout: str = "horizon
         w.observe(redraw, names="value")
     box.redraw = redraw
     return box
+
+
+def plot_histogram_vs_gaussian(ax, samples, variance: float, *, bins: int = 60, color=None,
+                               label: str | None = None, annotate: bool = True) -> dict:
+    r"""Density histogram of ``samples`` with the :math:`\mathcal N(0, \text{variance})` density on top.
+
+    Used to watch the output of random networks at one input become Gaussian as the width grows
+    (notebook 01): ``variance`` is the NNGP prediction :math:`\Sigma^{(L+1)}(x, x)`.
+
+    Returns the two normality measures it writes on the axes (``annotate=True``):
+
+    * ``"ks_distance"``: the Kolmogorov--Smirnov distance
+      :math:`\sup_t |\hat F(t) - \Phi(t/\sqrt{\text{variance}})|` between the empirical CDF and the
+      Gaussian's (``scipy.stats.kstest``); it sees both a wrong shape and a wrong variance;
+    * ``"excess_kurtosis"``: :math:`\hat{\mathbb E}[f^4]/\hat{\mathbb E}[f^2]^2 - 3` with centred
+      moments (``scipy.stats.kurtosis``, Fisher's definition); 0 for a Gaussian, > 0 for heavier tails.
+
+    Args:
+      ax: matplotlib axes.
+      samples: 1-D array or tensor of draws.
+      variance: the variance (> 0) of the zero-mean Gaussian to overlay.
+    """
+    from scipy import stats
+
+    s = _np(samples).reshape(-1)
+    if s.size < 2 or not np.all(np.isfinite(s)):
+        raise ValueError(f"samples must hold at least 2 finite numbers; got {s.size} values "
+                         f"({int((~np.isfinite(s)).sum())} not finite).")
+    variance = float(variance)
+    if not (np.isfinite(variance) and variance > 0):
+        raise ValueError(f"variance must be a finite number > 0; got {variance!r}.")
+    sd = np.sqrt(variance)
+    lim = max(4.5 * sd, float(np.quantile(np.abs(s), 0.995)))
+    ax.hist(s, bins=np.linspace(-lim, lim, bins + 1), density=True, alpha=0.55, color=color,
+            label=label or f"{s.size} samples")
+    grid = np.linspace(-lim, lim, 400)
+    ax.plot(grid, stats.norm.pdf(grid, scale=sd), "k-", lw=1.2, label=rf"$\mathcal{{N}}(0, {variance:.3g})$")
+    out = {"ks_distance": float(stats.kstest(s, "norm", args=(0.0, sd)).statistic),
+           "excess_kurtosis": float(stats.kurtosis(s, fisher=True))}
+    if annotate:
+        ax.text(0.02, 0.97, f"KS dist. {out['ks_distance']:.3f}\nexcess kurt. {out['excess_kurtosis']:.2f}",
+                transform=ax.transAxes, va="top", fontsize="small")
+    ax.set_xlim(-lim, lim)
+    return out
+
+
+def plot_mean_and_band(ax, x, mean, sd, *, n_sd: float = 2.0, color=None, label: str | None = None,
+                       band_alpha: float = 0.2, linestyle: str = "-"):
+    r"""A mean curve with a shaded band :math:`\text{mean} \pm n_{sd}\,\text{sd}` (e.g. a GP posterior or prior).
+
+    Args:
+      ax: matplotlib axes.
+      x: 1-D abscissae (sorted); mean, sd: 1-D arrays of the same length (``sd >= 0``; e.g. the
+        square root of the diagonal of a posterior covariance).
+      n_sd: half-width of the band in standard deviations (2 gives about 95% for a Gaussian).
+      label: legend text for the mean; the band gets ``"± {n_sd} sd"``.
+    Returns the mean line (a matplotlib ``Line2D``).
+    """
+    xs, m, s = _np(x).reshape(-1), _np(mean).reshape(-1), _np(sd).reshape(-1)
+    if not (xs.shape == m.shape == s.shape):
+        raise ValueError(f"x, mean and sd must be 1-D of the same length; got {xs.shape}, {m.shape}, {s.shape}.")
+    if np.any(s < 0) or not np.all(np.isfinite(s)):
+        raise ValueError("sd must be finite and >= 0 (take the square root of the clipped variances).")
+    line = ax.plot(xs, m, linestyle, color=color, label=label)[0]
+    ax.fill_between(xs, m - n_sd * s, m + n_sd * s, color=line.get_color(), alpha=band_alpha, lw=0,
+                    label=None if label is None else f"± {n_sd:g} sd")
+    return line

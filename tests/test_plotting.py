@@ -74,3 +74,44 @@ def test_interactive_figure_rejects_draw_that_returns_no_figure():
         plotting.interactive_figure(lambda w: None, {"w": ipywidgets.IntSlider()})
     with pytest.raises(ValueError, match="non-empty dict"):
         plotting.interactive_figure(lambda: None, {})
+
+
+def test_plot_histogram_vs_gaussian_measures_match_scipy_and_detect_heavy_tails():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    gauss = rng.standard_normal(20000)
+    fig, ax = plt.subplots()
+    out = plotting.plot_histogram_vs_gaussian(ax, torch.as_tensor(gauss), 1.0)
+    assert out["ks_distance"] == pytest.approx(stats.kstest(gauss, "norm").statistic, abs=1e-12)
+    assert abs(out["excess_kurtosis"]) < 0.15  # Gaussian: 0 +- 4 * sqrt(24 / 20000)
+    assert len(ax.patches) == 60 and len(ax.lines) == 1  # the bars and the density
+    # Student-t with 5 degrees of freedom, scaled to variance 1: excess kurtosis 6, visible KS distance vs N(0, 4)
+    heavy = rng.standard_t(5, 20000) / np.sqrt(5 / 3)
+    out2 = plotting.plot_histogram_vs_gaussian(ax, heavy, 4.0, annotate=False)
+    assert out2["excess_kurtosis"] > 2 and out2["ks_distance"] > 0.1
+    plt.close(fig)
+
+
+def test_plot_histogram_vs_gaussian_rejects_bad_variance_and_samples():
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="variance"):
+        plotting.plot_histogram_vs_gaussian(ax, np.ones(10), 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        plotting.plot_histogram_vs_gaussian(ax, np.array([1.0, np.nan, 2.0]), 1.0)
+    plt.close(fig)
+
+
+def test_plot_mean_and_band_draws_the_band_between_mean_minus_and_plus_n_sd():
+    fig, ax = plt.subplots()
+    x = np.linspace(0, 1, 11)
+    line = plotting.plot_mean_and_band(ax, x, np.sin(x), 0.1 * np.ones(11), n_sd=2, label="posterior")
+    np.testing.assert_allclose(line.get_ydata(), np.sin(x))
+    (band,) = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(np.sin(x).min() - 0.2) and ys.max() == pytest.approx(np.sin(x).max() + 0.2)
+    with pytest.raises(ValueError, match="same length"):
+        plotting.plot_mean_and_band(ax, x, np.sin(x), np.ones(3))
+    with pytest.raises(ValueError, match=">= 0"):
+        plotting.plot_mean_and_band(ax, x, np.sin(x), -np.ones(11))
+    plt.close(fig)
