@@ -43,9 +43,13 @@ if [ "$need_install" = 1 ]; then
   $PIP install --quiet -e ".[course,test]"
   # Students do not need the instructor-only nbgrader extensions (formgrader, course
   # list, create assignment); the validate button and assignment list stay enabled.
+  # Same as postBuild (Binder). Instructors: see docs/binder.md to turn them back on.
   "$VENV/bin/jupyter" labextension disable --level=sys_prefix \
     @jupyter/nbgrader:formgrader @jupyter/nbgrader:course-list \
     @jupyter/nbgrader:create-assignment >/dev/null 2>&1 || true
+  for ext in nbgrader.server_extensions.formgrader nbgrader.server_extensions.course_list; do
+    "$VENV/bin/jupyter" server extension disable --sys-prefix "$ext" >/dev/null 2>&1 || true
+  done
   touch "$STAMP"
 fi
 
