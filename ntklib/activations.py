@@ -103,7 +103,10 @@ class ABRelu(Activation):
         return f"ABRelu(a={self.a}, b={self.b})"
 
     def fn(self, x):
-        return self.a * torch.clamp(x, max=0.0) + self.b * torch.clamp(x, min=0.0)
+        # torch.where, not a*clamp(x, max=0) + b*clamp(x, min=0): clamp passes the gradient at
+        # its bound, which made the autograd derivative at x = 0 equal to a + b (not a
+        # subgradient; e.g. 1.1 for LeakyRelu(0.1)). Here it is a, like torch's relu/leaky_relu.
+        return torch.where(x > 0, self.b * x, self.a * x)
 
     def dual(self, c, v1, v2, need_dot):
         a, b = self.a, self.b
@@ -156,11 +159,19 @@ class Identity(Activation):
         return c, (torch.ones_like(c) if need_dot else None)
 
 
+def _finite_params(name: str, **params) -> tuple[float, ...]:
+    vals = tuple(float(v) for v in params.values())
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"{name} parameters {', '.join(params)} must be finite; got "
+                         + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ".")
+    return vals
+
+
 class Erf(Activation):
     r""":math:`\phi(x) = a\,\mathrm{erf}(bx) + c` (neural-tangents' ``Erf``); the arcsin kernel."""
 
     def __init__(self, a: float = 1.0, b: float = 1.0, c: float = 0.0):
-        self.a, self.b, self.c = float(a), float(b), float(c)
+        self.a, self.b, self.c = _finite_params("Erf", a=a, b=b, c=c)
         self.name = "Erf"
 
     def __repr__(self):
@@ -183,7 +194,7 @@ class Sin(Activation):
     r""":math:`\phi(x) = a\sin(bx + c)` (closed form in the module docstring)."""
 
     def __init__(self, a: float = 1.0, b: float = 1.0, c: float = 0.0):
-        self.a, self.b, self.c = float(a), float(b), float(c)
+        self.a, self.b, self.c = _finite_params("Sin", a=a, b=b, c=c)
         self.name = "Sin"
 
     def __repr__(self):
