@@ -54,7 +54,7 @@ def _prepare(model, x1, x2):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     device, dtype = _model_device_dtype(model)
-    x1, x2 = as_inputs(x1, x2)
+    x1, x2 = as_inputs(x1, x2, in_dim=getattr(model, "in_dim", None) if isinstance(model, SerialModule) else None)
     for name, x in (("x1", x1), ("x2", x2)):
         if x is None:
             continue

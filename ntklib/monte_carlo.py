@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import as_inputs, check_positive_int
+from ._checks import as_inputs, check_choice, check_positive_int
 from ._progress import progress_bar
 from .empirical import empirical_nngp, empirical_ntk
 
@@ -56,6 +56,8 @@ def monte_carlo_kernel(arch, x1, x2=None, *, n_samples: int = 64, seed: int = 0,
     """
     n_samples = check_positive_int("n_samples", n_samples)
     get = (get,) if isinstance(get, str) else tuple(get)
+    for g in get:
+        check_choice("get", g, ("nngp", "ntk"))
     x1, x2 = as_inputs(x1, x2, dtype=dtype)
     if device is not None:
         x1 = x1.to(device)

@@ -29,8 +29,10 @@ class DenseModule(nn.Module):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.W_std, self.b_std, self.parameterization = W_std, b_std, parameterization
-        weight = torch.randn(out_dim, in_dim, generator=generator, dtype=dtype)  # (out, in)
-        bias = None if b_std is None else torch.randn(out_dim, generator=generator, dtype=dtype)  # (out,)
+        # drawn in float64 and then cast, so that one seed gives the same network in every dtype
+        weight = torch.randn(out_dim, in_dim, generator=generator, dtype=torch.float64).to(dtype)  # (out, in)
+        bias = (None if b_std is None
+                else torch.randn(out_dim, generator=generator, dtype=torch.float64).to(dtype))  # (out,)
         if parameterization == "standard":
             weight = weight * (W_std / math.sqrt(in_dim))
             if bias is not None:
