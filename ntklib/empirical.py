@@ -131,8 +131,12 @@ def _ntvp_ntk(model, x1, x2, mode, chunk):
         _, push = jvp(f1, (params,), (pull,))
         return push
 
-    basis = torch.eye(n2 * k, dtype=out2.dtype, device=out2.device).reshape(n2 * k, n2, k)
-    cols = vmap(column, chunk_size=chunk)(basis)  # (n2*k, n1, k)
+    cols = []
+    for s in range(0, n2 * k, chunk):  # one-hot basis vectors built per chunk: memory O(chunk n2 k)
+        idx = torch.arange(s, min(s + chunk, n2 * k), device=out2.device)  # (c,)
+        basis = torch.nn.functional.one_hot(idx, n2 * k).to(out2.dtype).reshape(-1, n2, k)  # (c, n2, k)
+        cols.append(vmap(column)(basis))  # (c, n1, k)
+    cols = torch.cat(cols)  # (n2*k, n1, k)
     full = cols.reshape(n2, k, x1.shape[0], k).permute(2, 0, 3, 1)  # (n1, n2, k_a, k_b)
     return _reduce(full, mode)
 

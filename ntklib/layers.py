@@ -119,10 +119,14 @@ class Layer:
         Parameters are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` (the same
         seed gives the same network on every device) and then moved to ``device`` (default:
         CUDA when present, else the CPU). ``dtype`` defaults to torch's default dtype.
+        ``seed=None`` draws the seed from torch's global generator, so ``torch.manual_seed``
+        makes it reproducible (and the global generator is advanced, never re-seeded).
         """
         in_dim = check_positive_int("in_dim", in_dim)
+        if seed is None:  # not torch.seed(): that re-seeds the global generator non-deterministically
+            seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
         gen = torch.Generator()
-        gen.manual_seed(int(seed) if seed is not None else int(torch.seed()))
+        gen.manual_seed(int(seed))
         dtype = dtype or torch.get_default_dtype()
         mods, _ = self.build(in_dim, gen, dtype)
         net = SerialModule(*mods, arch=self, in_dim=in_dim)

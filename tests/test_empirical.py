@@ -194,3 +194,37 @@ def test_float32_model_gives_float32_kernel_close_to_float64():
         k32 = nk.empirical_ntk(arch.module(4, seed=1, dtype=torch.float32, device="cpu"), x.float(), implementation=impl)
         assert k32.dtype == torch.float32
         torch.testing.assert_close(k32.double(), k64, rtol=1e-4, atol=1e-5)
+
+
+def test_module_without_seed_is_reproducible_under_torch_manual_seed():
+    """seed=None takes its seed from torch's global generator (advancing it, never re-seeding it)."""
+    arch = ARCHS["relu_no_bias"]()
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        net = arch.module(4, dtype=torch.float64, device="cpu")
+        draws.append((torch.cat([p.detach().reshape(-1) for p in net.parameters()]), torch.randn(3)))
+    torch.testing.assert_close(draws[0][0], draws[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(draws[0][1], draws[1][1], rtol=0, atol=0)
+    torch.manual_seed(124)
+    other = arch.module(4, dtype=torch.float64, device="cpu")
+    assert not torch.equal(next(other.parameters()).detach().reshape(-1)[:5], draws[0][0][:5])
+
+
+def test_same_seed_gives_same_network_in_float32_and_float64():
+    arch = ARCHS["relu_bias_k3"]()
+    p32 = [p.detach() for p in arch.module(4, seed=5, dtype=torch.float32, device="cpu").parameters()]
+    p64 = [p.detach() for p in arch.module(4, seed=5, dtype=torch.float64, device="cpu").parameters()]
+    for a, b in zip(p32, p64):
+        torch.testing.assert_close(a, b.float(), rtol=0, atol=0)
+
+
+def test_ntvp_with_many_outputs_and_tiny_chunks_matches_jacobian():
+    """ntvp builds its one-hot basis per chunk: chunk 1 and 5 over n2 k = 12 basis vectors."""
+    net = nk.serial(nk.Dense(6, 1.1, 0.2), nk.Erf(), nk.Dense(4, 1.0, 0.1)).module(3, seed=2, dtype=torch.float64,
+                                                                                   device="cpu")
+    x1, x2 = _inputs(2, 3, seed=20), _inputs(3, 3, seed=21)
+    ref = nk.empirical_ntk(net, x1, x2, mode="full", implementation="jacobian")
+    for chunk in (1, 5, 64):
+        got = nk.empirical_ntk(net, x1, x2, mode="full", implementation="ntvp", chunk_size=chunk)
+        torch.testing.assert_close(got, ref, rtol=RTOL, atol=ATOL)
