@@ -69,7 +69,7 @@ for id in "${IDS[@]}"; do
   echo "[generate_course] solutions/$id -> ${INTO%/}/$id"
   # Run from a scratch directory so nbgrader's log file and any gradebook land there;
   # the course root, source and release folders are given as absolute paths.
-  (cd "$WORK" && "$NBGRADER" generate_assignment "$id" --force --no-db --log-level=WARN \
+  (cd "$WORK" && "$NBGRADER" generate_assignment "$id" --force --no-db --log-level=ERROR \
       --CourseDirectory.root="$ROOT" \
       --CourseDirectory.source_directory="$ROOT/solutions" \
       --CourseDirectory.release_directory="$INTO_ABS" \
