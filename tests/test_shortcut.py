@@ -1,0 +1,194 @@
+"""ntklib.shortcut and the depth-induced measurements of ntklib.depth (Seed 000).
+
+Truths used: ntklib's plain serial kernels (the shortcut kernel must be their readout average),
+Monte Carlo over finite networks with standard-error tolerances, the Jacobian empirical NTK
+(a second implementation of the structured one), closed-form Lipschitz constants, the
+contraction property itself, and the exact Gaussian scale-mixture structure of f given the
+hidden layers. Statistical tests use fixed seeds; tolerances are stated next to each assert.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import ntklib as nk
+from ntklib import depth as dp
+from ntklib.shortcut import Shortcut, lipschitz_constant, readout_ntk_blocks, shortcut_module
+
+
+def _x(n=4, d=3, seed=0):
+    return dp.sphere_inputs(n, d, seed=seed)
+
+
+def test_single_top_readout_equals_plain_serial_kernel():
+    x = _x()
+    sc = Shortcut(64, K=1, hbar=3, readout_input=False, b_std=0.2, W_std=1.3, readout_std=0.7)
+    plain = nk.serial(*([nk.Dense(64, 1.3, 0.2), nk.Relu()] * 3), nk.Dense(1, 0.7, None))
+    a, b = sc.kernel(x), plain.kernel(x)
+    torch.testing.assert_close(a.ntk, b.ntk, rtol=1e-14, atol=0)
+    torch.testing.assert_close(a.nngp, b.nngp, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("readout_input", [True, False])
+def test_shortcut_kernel_is_the_average_of_plain_kernels_at_readout_depths(readout_input):
+    x1, x2 = _x(4, 3, 1), _x(3, 3, 2)
+    act = nk.Erf()
+    sc = Shortcut(32, K=3, hbar=2, activation=act, W_std=1.2, b_std=0.1, readout_std=0.9, readout_input=readout_input)
+    kappas = range(0 if readout_input else 1, 4)
+    parts = []
+    for kappa in kappas:
+        layers = [nk.Dense(32, 1.2, 0.1), act] * (2 * kappa)
+        parts.append(nk.serial(*layers, nk.Dense(1, 0.9, None)).kernel(x1, x2))
+    M = len(parts)
+    k = sc.kernel(x1, x2)
+    torch.testing.assert_close(k.nngp, sum(p.nngp for p in parts) / M, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(k.ntk, sum(p.ntk for p in parts) / M, rtol=1e-13, atol=1e-15)
+    kd = sc.kernel(x1, diagonal=True)
+    torch.testing.assert_close(kd.ntk, sc.kernel(x1).ntk.diagonal(), rtol=1e-14, atol=0)
+
+
+def test_analytic_nngp_matches_monte_carlo_of_finite_shortcut_networks():
+    x = _x(4, 3, 3)
+    arch = Shortcut(128, K=2, hbar=2, b_std=0.3, inject_std=0.8, W_std=1.0)
+    mc = nk.monte_carlo_kernel(arch, x, n_samples=300, get="nngp", seed=10)
+    exact = arch.kernel(x, get="nngp").nngp
+    z = (mc.nngp - exact) / mc.nngp_sem
+    assert float(z.abs().max()) < 4.0, z  # 4 standard errors; the O(1/width) bias is ~1% of one s.e. here
+
+
+def test_analytic_ntk_matches_monte_carlo_of_finite_shortcut_networks():
+    x = _x(3, 3, 4)
+    arch = Shortcut(256, K=2, hbar=2, activation=nk.Erf(), b_std=0.3, inject_std=0.7, W_std=1.0)
+    s = dp.ntk_samples(arch, x, n_seeds=24, seed=20)  # (S, 3, 3)
+    mean, se = s.mean(0), s.std(0) / math.sqrt(s.shape[0])
+    exact = arch.kernel(x).ntk
+    # 4 standard errors plus 2% for the O(depth / width) bias of the finite-width mean
+    assert bool(((mean - exact).abs() <= 4 * se + 0.02 * exact.abs()).all()), (mean, exact, se)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(K=3, hbar=2, b_std=0.3, inject_std=0.5, stable_eps=0.9, out_dim=2),
+    dict(K=2, hbar=1, readout_input=False, activation=nk.Tanh()),
+    dict(K=2, hbar=2, activation=nk.Gelu(), W_std=1.0),
+])
+def test_structured_ntk_matches_jacobian_empirical_ntk(kwargs):
+    x1, x2 = _x(5, 3, 5), _x(2, 3, 6)
+    net = Shortcut(12, **kwargs).module(3, seed=3, dtype=torch.float64)
+    sc = shortcut_module(net)
+    torch.testing.assert_close(sc.structured_ntk(x1), nk.empirical_ntk(net, x1, implementation="jacobian"),
+                               rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(sc.structured_ntk(x1, x2), nk.empirical_ntk(net, x1, x2, implementation="jacobian"),
+                               rtol=1e-12, atol=1e-13)
+
+
+def test_readout_blocks_sum_to_the_ntk_and_cross_terms_vanish_with_width():
+    x = _x(3, 4, 5)
+    ratios = {}
+    for n in (16, 256):
+        r = []
+        for s in range(4):
+            net = Shortcut(n, K=3, hbar=1, b_std=0.2).module(4, seed=s, dtype=torch.float64)
+            B = readout_ntk_blocks(net, x)  # (3, 3, M, M)
+            if n == 16 and s == 0:
+                torch.testing.assert_close(B.sum((-1, -2)), nk.empirical_ntk(net, x), rtol=1e-12, atol=1e-13)
+            eye = torch.eye(B.shape[-1], dtype=torch.bool)
+            r.append(float(B[..., ~eye].sum(-1).norm() / B[..., eye].sum(-1).norm()))
+        ratios[n] = np.mean(r)
+    # cross terms ~ 1/sqrt(width): a factor 4 expected from 16 to 256; we ask for 2
+    assert ratios[256] < 0.5 * ratios[16], ratios
+
+
+def test_stable_pertinent_constraint_bounds_spectral_norms_and_contracts_each_layer():
+    eps = 0.8
+    arch = Shortcut(20, K=4, hbar=2, W_std=math.sqrt(2.0), b_std=0.5, stable_eps=eps)
+    sc = shortcut_module(arch.module(3, seed=1, dtype=torch.float64))
+    for l, dense in enumerate(sc.hidden, start=1):
+        if l >= 2:
+            norm = float(torch.linalg.matrix_norm(dense.weight.detach(), ord=2)) * dense.weight_scale
+            assert norm <= eps / arch.lipschitz * (1 + 1e-12)
+            assert sc.rescale[l - 1] < 1.0  # sqrt(2) * ||W|| / sqrt(n) ~ 2.6 > eps: always active here
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        hs = sc.hidden_states(x)
+    for l in range(2, len(hs)):
+        assert float((hs[l][0] - hs[l][1]).norm()) <= eps * float((hs[l - 1][0] - hs[l - 1][1]).norm()) + 1e-14
+    # the analytic kernel uses the Bai-Yin limit ||W||/sqrt(n) -> 2 of the rescaling; at n = 400 the
+    # realized factors are within a few percent of it
+    big = shortcut_module(Shortcut(400, K=2, hbar=1, stable_eps=eps).module(3, seed=2, dtype=torch.float64))
+    limit = Shortcut(400, K=2, hbar=1, stable_eps=eps).effective_W_std(2) / math.sqrt(2.0)
+    assert big.rescale[1] == pytest.approx(limit, rel=0.05)
+
+
+def test_lipschitz_constants_match_closed_forms():
+    assert lipschitz_constant(nk.Relu()) == 1.0
+    assert lipschitz_constant(nk.LeakyRelu(0.1)) == 1.0
+    assert lipschitz_constant(nk.Erf(a=2.0, b=0.5)) == pytest.approx(2 / math.sqrt(math.pi))
+    assert lipschitz_constant(nk.Tanh()) == pytest.approx(1.0, abs=1e-9)
+    assert lipschitz_constant(nk.Sigmoid()) == pytest.approx(0.25, abs=1e-9)
+    gelu_max = stats.norm.cdf(math.sqrt(2)) + math.sqrt(2) * stats.norm.pdf(math.sqrt(2))  # phi'' = 0 at sqrt(2)
+    assert lipschitz_constant(nk.Gelu()) == pytest.approx(gelu_max, rel=1e-8)
+
+
+def test_output_is_exactly_a_gaussian_scale_mixture():
+    """f(x) / s(x) is N(0, 1) (s^2 = Var(f | hidden layers)), while f itself is far from Gaussian at width 4."""
+    x = _x(1, 3, 7)
+    arch = dp.plain_network(4, 3)
+    f, s2 = dp.output_samples(arch, x, n_seeds=800, seed=0, with_variance=True)
+    alive = s2[:, 0] > 0  # at width 4 some networks are dead (all ReLUs off): f = 0 exactly, an atom
+    z = (f[alive] / s2[alive].sqrt())[:, 0].numpy()
+    assert stats.kstest(z, "norm").pvalue > 1e-3  # a correct scale mixture fails this 1 time in 1000
+    assert stats.shapiro(f[:, 0].numpy()).pvalue < 1e-6
+    sc = Shortcut(6, K=3, hbar=1, inject_std=1.0, stable_eps=0.9)
+    f, s2 = dp.output_samples(sc, x, n_seeds=500, seed=0, with_variance=True)
+    assert stats.kstest((f / s2.sqrt())[:, 0].numpy(), "norm").pvalue > 1e-3
+
+
+def test_ntk_d_fluctuation_falls_with_K_under_constraint_with_input_injection():
+    """Relative seed-to-seed spread of NTK(d) at width 10: K = 16 below 0.6 x K = 1 (measured ratio ~0.4, s.e. ~0.03)."""
+    r = dp.fluctuation_vs_K([1, 16], width=10, hbar=2, n_seeds=40, seed=0, stable_eps=0.9, inject_std=1.0)
+    assert float(r["rel"][1]) < 0.6 * float(r["rel"][0]), r
+    assert float(r["rel"][1]) + 3 * float(r["rel_se"][1]) < float(r["rel"][0]) - 3 * float(r["rel_se"][0])
+
+
+def test_literal_shortcut_network_ntk_fluctuation_rises_with_K():
+    """Seed's network as described (critical ReLU, no constraint, no injection): the spread grows (0.7 -> 2.6+)."""
+    r = dp.fluctuation_vs_K([1, 8], width=10, hbar=2, n_seeds=40, seed=0)
+    assert float(r["rel"][1]) > 2 * float(r["rel"][0]), r
+
+
+def test_plain_narrow_deep_ntk_fluctuation_rises_with_depth():
+    """Plain width-10 ReLU MLP: spread at depth 16 above 2 x depth 1 (measured 0.6-0.7 -> 2.9-5.6)."""
+    r = dp.plain_fluctuation_vs_depth([1, 16], width=10, n_seeds=40, seed=0)
+    assert float(r["rel"][1]) > 2 * float(r["rel"][0]), r
+
+
+def test_constraint_without_injection_forgets_the_input():
+    """Constraint + bias, no injection: the seed-averaged NTK(d) tends to an x-independent constant as K grows."""
+    x = _x(5, 3, 8)
+    r = dp.fluctuation_vs_K([1, 32], width=10, hbar=1, n_seeds=12, x=x, stable_eps=0.9, b_std=0.5)
+    inj = dp.fluctuation_vs_K([32], width=10, hbar=1, n_seeds=12, x=x, stable_eps=0.9, b_std=0.5, inject_std=1.0)
+    # mean normalized off-diagonal (1 = constant kernel): measured 0.11 (K=1) -> 0.75 (K=32), with injection 0.27
+    assert float(r["offdiag_corr"][1]) > 0.65 and float(r["offdiag_corr"][1]) > float(r["offdiag_corr"][0]) + 0.5
+    assert float(inj["offdiag_corr"][0]) < 0.4
+
+
+def test_training_reduces_loss_and_ntk_moves_less_at_larger_K_with_width_K_squared():
+    r = dp.training_invariance([2, 4], steps=60, n_points=8, n_seeds=2,
+                               variants={"stable_inject": {"stable_eps": 0.9, "inject_std": 1.0}})
+    v = r["stable_inject"]
+    assert bool((v["loss_ratio"] < 0.5).all())
+    assert float(v["rel_change"][1]) < float(v["rel_change"][0])
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="stable_eps"):
+        Shortcut(10, 2, stable_eps=1.5)
+    with pytest.raises(ValueError, match="K"):
+        Shortcut(10, 0)
+    with pytest.raises(TypeError, match="activation"):
+        Shortcut(10, 2, activation=torch.relu)
+    with pytest.raises(TypeError, match="shortcut"):
+        readout_ntk_blocks(nk.Dense(3).module(2, seed=0), torch.ones(1, 2))
