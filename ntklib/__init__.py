@@ -26,3 +26,8 @@ __all__ = [
     "DenseModule", "ActivationModule", "SerialModule",
     "empirical_ntk", "empirical_nngp", "monte_carlo_kernel", "MonteCarloKernel", "default_device",
 ]
+
+from . import depth  # noqa: E402  deep limit and depth-induced (shortcut) kernels: docs/depth.md
+from .shortcut import Shortcut, ShortcutModule  # noqa: E402
+
+__all__ += ["depth", "Shortcut", "ShortcutModule"]
