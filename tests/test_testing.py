@@ -1,0 +1,117 @@
+"""ntklib.testing: the grading helpers pass what they must, fail what they must, and say why."""
+import numpy as np
+import pytest
+import torch
+
+import ntklib as nk
+from ntklib.testing import assert_choice, assert_close, assert_not_calling, assert_shape
+
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises(AssertionError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_assert_close_tolerance_is_numpys_allclose_rule():
+    expected = np.array([1.0, -2.0, 1e-3])
+    for scale in (0.5, 0.999, 1.001, 2.0):  # just inside and outside atol + rtol |e|
+        actual = expected + scale * (1e-8 + 1e-6 * np.abs(expected))
+        inside = scale <= 1.0
+        assert np.allclose(actual, expected, rtol=1e-6, atol=1e-8) == inside
+        if inside:
+            assert_close(actual, expected, "v", rtol=1e-6, atol=1e-8)
+        else:
+            assert "differ" in _message(assert_close, actual, expected, "v", rtol=1e-6, atol=1e-8)
+
+
+def test_assert_close_accepts_tensors_with_grad_lists_and_scalars():
+    t = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    assert_close(t * 2, [2.0, 2.0, 2.0], "doubled")
+    assert_close(3.0, np.float64(3.0), "a scalar")
+    assert_close(torch.tensor(3.0), 3.0, "a 0-d tensor")
+
+
+def test_assert_close_failure_names_the_quantity_the_index_and_the_values():
+    expected = np.arange(6.0).reshape(2, 3)
+    actual = expected.copy()
+    actual[1, 2] += 0.5
+    msg = _message(assert_close, actual, expected, "the Gram matrix")
+    assert msg.startswith("the Gram matrix:") and "(1, 2)" in msg and "got 5.5" in msg and "expected 5" in msg
+
+
+@pytest.mark.parametrize("actual, hint", [
+    (lambda e: e.T, "transpose"),
+    (lambda e: -e, "opposite sign"),
+    (lambda e: 0.5 * e, "times 0.5"),
+])
+def test_assert_close_hints_at_the_usual_mistakes(actual, hint):
+    expected = np.array([[1.0, 2.0, 0.3], [4.0, 5.0, 6.0], [0.7, 8.0, 9.0]])
+    assert hint in _message(assert_close, actual(expected), expected, "K")
+
+
+def test_assert_close_rejects_shape_mismatch_none_and_nan():
+    assert "shape is (3, 1), expected (3,)" in _message(assert_close, np.ones((3, 1)), np.ones(3), "mean")
+    assert "looks transposed" in _message(assert_close, np.ones((2, 3)), np.zeros((3, 2)), "J")
+    assert "forget to `return`" in _message(assert_close, None, np.ones(3), "mean")
+    assert "NaN or infinite" in _message(assert_close, np.array([1.0, np.nan]), np.ones(2), "mean")
+    assert "should hold numbers" in _message(assert_close, "abc", np.ones(2), "mean")
+
+
+def test_assert_shape_wildcards_and_hints():
+    assert_shape(torch.zeros(4, 7), (4, None), "J")
+    assert "expected shape (4, 7), got (4, 7, 1)" in _message(assert_shape, np.zeros((4, 7, 1)), (4, 7), "J")
+    assert "extra trailing axis" in _message(assert_shape, np.zeros((4, 1)), (4,), "y")
+    assert "forget to `return`" in _message(assert_shape, None, (4,), "y")
+
+
+def test_assert_choice_checks_the_form_not_the_answer():
+    assert_choice(" b ", ["A", "B", "C"], "ANSWER")
+    assert "still None" in _message(assert_choice, None, "ABCD", "ANSWER")
+    assert "expected one of" in _message(assert_choice, "E", "ABCD", "ANSWER")
+
+
+def _helper_calling_library(model, x):
+    return nk.empirical_ntk(model, x)
+
+
+def _direct(model, x):
+    return nk.empirical_ntk(model, x)
+
+
+def _through_helper(model, x):
+    return _helper_calling_library(model, x)
+
+
+def _imported_alias(model, x):
+    from ntklib import empirical_ntk as e
+    return e(model, x)
+
+
+def _by_string(model, x):
+    return getattr(nk, "empirical_ntk")(model, x)
+
+
+def _honest(model, x):
+    jac = torch.func.jacrev(lambda z: model(z).sum())(x)  # (n, d)
+    return jac @ jac.T
+
+
+@pytest.mark.parametrize("func", [_direct, _through_helper, _imported_alias, _by_string])
+def test_assert_not_calling_catches_direct_aliased_indirect_and_getattr_calls(func):
+    msg = _message(assert_not_calling, func, ["empirical_ntk"], "your function")
+    assert "'empirical_ntk'" in msg
+    if func is _through_helper:
+        assert "_helper_calling_library" in msg
+
+
+def test_assert_not_calling_passes_honest_code_and_accepts_functions_as_names():
+    assert_not_calling(_honest, ["empirical_ntk", nk.empirical_nngp])
+    assert "'empirical_ntk'" in _message(assert_not_calling, _direct, [nk.empirical_ntk])
+
+
+def test_assert_not_calling_reads_bytecode_when_source_is_missing():
+    namespace = {}
+    exec(compile("import ntklib as nk\ndef f(m, x):\n    return nk.empirical_ntk(m, x)\n", "<no file>", "exec"),
+         namespace)
+    assert "'empirical_ntk'" in _message(assert_not_calling, namespace["f"], ["empirical_ntk"])
