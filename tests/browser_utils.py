@@ -118,8 +118,9 @@ class LabServer:
         return f"http://127.0.0.1:{self.port}"
 
     def lab_url(self, relpath: str = "") -> str:
+        """JupyterLab opening ``relpath``; ``reset`` drops the saved workspace (no tabs restored)."""
         path = f"lab/tree/{relpath}" if relpath else "lab"
-        return f"{self.base}/{path}?token={self.token}"
+        return f"{self.base}/{path}?reset&token={self.token}"
 
     def api(self, path: str):
         req = urllib.request.Request(f"{self.base}/{path}", headers={"Authorization": f"token {self.token}"})
@@ -130,8 +131,11 @@ class LabServer:
         """Wait until the server has a kernel that is idle with a client (the page) connected."""
         deadline = time.monotonic() + timeout
         while True:
-            kernels = self.api("api/kernels")
-            if any(k.get("execution_state") == "idle" and k.get("connections", 0) > 0 for k in kernels):
+            try:
+                kernels = self.api("api/kernels")
+            except urllib.error.HTTPError as exc:  # jupyter_server answers 500 while a kernel is starting
+                kernels = [f"HTTP {exc.code}"]
+            if any(isinstance(k, dict) and k.get("execution_state") == "idle" and k.get("connections", 0) > 0 for k in kernels):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no idle, connected kernel after {timeout:.0f} s: {kernels}\n{self.log_tail()}")

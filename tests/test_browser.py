@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -90,9 +91,16 @@ def validate_server(tmp_path_factory, validate_root):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def context(browser):
+    """One browser context for the module: JupyterLab's static files are cached between notebooks."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1200})
+    yield ctx
+    ctx.close()
+
+
 @pytest.fixture
-def page(browser, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def page(context, request):
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     failed_before = request.session.testsfailed
@@ -103,7 +111,7 @@ def page(browser, request):
             pg.screenshot(path=str(bu.ARTIFACTS / f"{_safe(request.node.name)}-failure.png"), full_page=True)
         except Exception:  # noqa: BLE001 (best effort, the test has failed already)
             pass
-    context.close()
+    pg.close()
 
 
 def _safe(name: str) -> str:
@@ -154,7 +162,12 @@ def wait_kernel_idle(page, timeout_ms: int) -> None:
 
 
 def prompts(page) -> list[str]:
-    return [t.strip() for t in page.locator(f"{_PANEL} .jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+    """The execution prompts of all code cells ("[3]:", "[*]:", "[ ]:").
+
+    Read with textContent: JupyterLab skips rendering off-screen cells (CSS content-visibility),
+    and innerText of a skipped cell is empty.
+    """
+    return [t.strip() for t in page.locator(f"{_PANEL} .jp-CodeCell .jp-InputPrompt").all_text_contents()]
 
 
 def run_all_cells(page, code_sources: list[str]) -> list[tuple[int, str]]:
@@ -186,7 +199,7 @@ def run_all_cells(page, code_sources: list[str]) -> list[tuple[int, str]]:
     errors = []
     for i in range(cells.count()):
         texts = cells.nth(i).locator('.jp-Cell-outputArea > .jp-OutputArea-child '
-                                     '[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
+                                     '[data-mime-type="application/vnd.jupyter.stderr"]').all_text_contents()
         tb = [t for t in texts if "Traceback" in t or re.search(r"^\w*(Error|Exception)\b", t, re.M)]
         if tb:  # the traceback's last "SomeError: message" line
             lines = [ln for ln in tb[0].splitlines() if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b:?", ln)]
@@ -255,10 +268,13 @@ def test_course_notebook_slider_redraws_plot_in_jupyterlab(notebook, course_serv
     shots = bu.ARTIFACTS
     shots.mkdir(parents=True, exist_ok=True)
 
+    t0 = time.monotonic()
     open_notebook(page, course_server, relpath)
+    t_open = time.monotonic() - t0
     errors = run_all_cells(page, sources)
+    t_run = time.monotonic() - t0 - t_open
     final = prompts(page)
-    never_ran = [i for i, p in enumerate(final) if p in ("[ ]:", "[*]:") and sources[i].strip()]
+    never_ran = [i for i, p in enumerate(final) if not re.fullmatch(r"\[\d+\]:", p) and sources[i].strip()]
     assert not never_ran, f"{name}: code cells {never_ran} never ran in JupyterLab (prompts {final})"
     if errors:
         print(f"{name}: cells that raised in the student notebook (expected for exercise stubs): {errors}")
@@ -274,11 +290,13 @@ def test_course_notebook_slider_redraws_plot_in_jupyterlab(notebook, course_serv
                     f"({rendered_widgets} widget elements; cells that raised: {errors})")
     handle, cell_index = picked
     cell = page.locator(f"{_PANEL} .jp-CodeCell").nth(cell_index) if cell_index is not None else page.locator(_PANEL)
+    # what the screenshots show: the cell's outputs (slider and plots), or the whole page
+    shot = cell.locator(".jp-Cell-outputArea") if cell_index is not None else page
     if cell_index is not None:
         assert not any(i == cell_index for i, _ in errors), (
             f"{name}: the cell with the slider raised: {[e for e in errors if e[0] == cell_index]}")
     handle.scroll_into_view_if_needed()
-    cell.screenshot(path=str(shots / f"{name}-1-executed.png"))
+    shot.screenshot(path=str(shots / f"{name}-1-executed.png"))
     page.screenshot(path=str(shots / f"{name}-0-page.png"))
 
     # 1. keyboard: focus the handle, one step right (left when already at the maximum)
@@ -293,12 +311,12 @@ def test_course_notebook_slider_redraws_plot_in_jupyterlab(notebook, course_serv
     try:
         wait_images_change(page, cell_index, img0, REDRAW_MS)
     except playwright_sync.TimeoutError:
-        cell.screenshot(path=str(shots / f"{name}-2-keyboard-FAILED.png"))
+        shot.screenshot(path=str(shots / f"{name}-2-keyboard-FAILED.png"))
         pytest.fail(f"{name}: after {key} on the slider (value {v0} -> {slider_value(handle)}) the plot did not change")
     v1 = slider_value(handle)
     assert v1 != v0, f"{name}: {key} did not move the slider (value stayed {v0})"
     img1 = image_sources(cell)
-    cell.screenshot(path=str(shots / f"{name}-2-keyboard.png"))
+    shot.screenshot(path=str(shots / f"{name}-2-keyboard.png"))
 
     # 2. mouse: drag the handle a quarter of the track towards the side with more room
     tb = handle.locator("xpath=ancestor::*[contains(concat(' ', @class, ' '), ' noUi-target ')][1]").bounding_box()
@@ -312,15 +330,16 @@ def test_course_notebook_slider_redraws_plot_in_jupyterlab(notebook, course_serv
     try:
         wait_images_change(page, cell_index, img1, REDRAW_MS)
     except playwright_sync.TimeoutError:
-        cell.screenshot(path=str(shots / f"{name}-3-mouse-FAILED.png"))
+        shot.screenshot(path=str(shots / f"{name}-3-mouse-FAILED.png"))
         pytest.fail(f"{name}: dragging the slider by {dx:+.0f} px (value {v1} -> {slider_value(handle)}) did not change the plot")
     v2 = slider_value(handle)
     assert v2 != v1, f"{name}: dragging did not move the slider (value stayed {v1})"
     if _as_float(v1) is not None and _as_float(v2) is not None:
         assert (_as_float(v2) - _as_float(v1)) * dx > 0, (
             f"{name}: dragging by {dx:+.0f} px moved the value the wrong way ({v1} -> {v2})")
-    cell.screenshot(path=str(shots / f"{name}-3-mouse.png"))
-    print(f"{name}: slider {v0} -> {v1} (keyboard {key}) -> {v2} (mouse); plot redrawn both times")
+    shot.screenshot(path=str(shots / f"{name}-3-mouse.png"))
+    print(f"{name}: slider {v0} -> {v1} (keyboard {key}) -> {v2} (mouse); plot redrawn both times "
+          f"[open {t_open:.0f} s, run all {t_run:.0f} s, sliders {time.monotonic() - t0 - t_open - t_run:.0f} s]")
 
     # The executed notebook was not written back into course/ (autosave is off in the test settings).
     assert _sha256(notebook) == digest_before, f"{notebook} changed on disk while the browser test ran it"
