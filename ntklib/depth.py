@@ -58,7 +58,7 @@ __all__ = [
     "RELU_RATE_CONSTANT", "RELU_NTK_OFFDIAG_LIMIT", "relu_correlation_map", "relu_correlation_map_derivative",
     "relu_angle_map", "relu_correlation_iterates", "relu_one_minus_rho_asymptotic", "pairwise_angles",
     "correlation_map", "correlation_map_slope", "variance_fixed_point", "fixed_points", "normalized_kernels", "deep_limit_sweep",
-    "sphere_inputs", "kernel_regression",
+    "sphere_inputs",
     # depth-induced kernels (seed 000)
     "plain_network", "ntk_samples", "relative_fluctuation", "fluctuation_vs_K", "plain_fluctuation_vs_depth",
     "output_samples", "output_normality", "output_normality_vs_K", "lambda_min_vs_dim", "sigma_max_vs_K",
@@ -481,41 +481,21 @@ def normalized_kernels(x1, x2=None, depths: int | Sequence[int] = 10, *, activat
             "diag_ntk": torch.stack([out[L][3] for L in depths_list])}
 
 
-def kernel_regression(k_train_train: torch.Tensor, k_test_train: torch.Tensor, y_train: torch.Tensor, *,
-                      ridge: float = 0.0) -> dict:
-    r"""Kernel (ridge) regression :math:`\mu(x) = \kappa(x, X)\,(\kappa(X, X) + \lambda I)^{-1} Y`.
+def _regression_map(k_train_train: torch.Tensor, k_test_train: torch.Tensor, diag_reg: float = 0.0):
+    r"""The regression map :math:`\kappa(x, X)(\kappa(X, X) + \lambda I)^{-1}` (n_test, n) and the condition
+    number of the regularized Gram matrix, via :func:`ntklib.regression.psd_solve` (Cholesky, or the
+    pseudo-inverse with an ``IllConditionedKernelWarning``)."""
+    from .regression import add_diagonal_regularizer, psd_solve
 
-    ``ridge`` is :math:`\lambda` relative to the mean diagonal of :math:`\kappa(X, X)`. Solved by
-    Cholesky when possible, else by ``torch.linalg.lstsq``; a warning reports condition numbers
-    above 1e12 (the predictions are then accurate to about cond * 1e-16 relative).
-
-    Returns ``mean`` (n_test, k), ``map`` :math:`\kappa(x, X)(\kappa(X,X)+\lambda I)^{-1}` (n_test, n_train)
-    and ``cond`` (of the regularized Gram matrix).
-    """
-    ridge = check_nonneg("ridge", ridge)
-    y = y_train if y_train.ndim == 2 else y_train[:, None]  # (n, k)
-    n = k_train_train.shape[0]
-    A = k_train_train + ridge * k_train_train.diagonal().mean() * torch.eye(n, dtype=k_train_train.dtype,
-                                                                             device=k_train_train.device)
-    A = 0.5 * (A + A.T)
-    evals = torch.linalg.eigvalsh(A)
+    A = add_diagonal_regularizer(0.5 * (k_train_train + k_train_train.T), diag_reg)
+    evals = torch.linalg.eigvalsh(A)  # (n,)
     cond = float(evals[-1] / evals[0]) if float(evals[0]) > 0 else math.inf
-    if cond > 1e12:
-        warnings.warn(f"kernel_regression: the Gram matrix is near-singular (condition number {cond:.3g}); "
-                      "predictions lose about log10(cond) digits. Add ridge or use fewer/more distinct points.",
-                      RuntimeWarning, stacklevel=2)
-    L, info = torch.linalg.cholesky_ex(A)
-    if int(info) == 0:
-        M = torch.cholesky_solve(k_test_train.T, L).T  # (n_test, n)
-    else:
-        M = torch.linalg.lstsq(A, k_test_train.T).solution.T  # (n_test, n)
-    mean = M @ y  # (n_test, k)
-    return {"mean": mean if y_train.ndim == 2 else mean[:, 0], "map": M, "cond": cond}
+    return psd_solve(A, k_test_train.T).T, cond  # (n_test, n)
 
 
 def deep_limit_sweep(x_train, y_train, x_test, y_test, depths: Sequence[int], *, kernel: str = "ntk",
                      activation: Activation | None = None, W_std: float = math.sqrt(2.0),
-                     b_std: float | None = None, ridge: float = 0.0, progress: bool | None = None) -> dict:
+                     b_std: float | None = None, diag_reg: float = 0.0, progress: bool | None = None) -> dict:
     r"""What depth does to the Gram matrix and to kernel regression (Seed 001's Theorem 3, measured).
 
     For each :math:`L` in ``depths``, with :math:`\kappa` the normalized kernel of
@@ -528,6 +508,10 @@ def deep_limit_sweep(x_train, y_train, x_test, y_test, depths: Sequence[int], *,
     * ``test_mse`` :math:`\frac1{n_t}\sum (\mu(x) - y)^2` and ``const_mse``, the error of predicting
       the training mean (the degenerate limit);
     * ``offdiag_mean``: the mean off-diagonal entry of :math:`\kappa(X, X)`.
+
+    ``diag_reg`` adds :math:`\text{diag\_reg}\cdot\mathrm{tr}\,\kappa/n` to the diagonal (as in
+    :func:`ntklib.regression.kernel_regression`); 0 (default) is the interpolant. A singular Gram
+    matrix (e.g. depth 1, a linear kernel of rank d) gets the pseudo-inverse and a warning.
 
     Returns a dict of (D,) tensors plus ``depths``. Bias-free ReLU: NNGP det -> 0 polynomially with
     the map staying bounded; NTK det stays bounded away from 0 (off-diagonal -> 1/4).
@@ -547,15 +531,14 @@ def deep_limit_sweep(x_train, y_train, x_test, y_test, depths: Sequence[int], *,
     for i in range(len(ks["depths"])):
         K = ks[kernel][i]  # (n + n_t, n + n_t)
         ktt, kst = K[:n, :n], K[n:, :n]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            reg = kernel_regression(ktt, kst, y_train, ridge=ridge)
+        reg_map, cond = _regression_map(ktt, kst, diag_reg)  # (n_t, n)
+        mean = reg_map @ y_train  # (n_t,) or (n_t, k)
         sign, logdet = torch.linalg.slogdet(ktt)
         res["logdet"].append(float(logdet) if float(sign) > 0 else -math.inf)
-        res["cond"].append(reg["cond"])
-        res["map_norm"].append(float(reg["map"].abs().sum(1).max()))
-        res["map_sum"].append(float(reg["map"].sum(1).mean()))
-        res["test_mse"].append(float(((reg["mean"] - y_test) ** 2).mean()))
+        res["cond"].append(cond)
+        res["map_norm"].append(float(reg_map.abs().sum(1).max()))
+        res["map_sum"].append(float(reg_map.sum(1).mean()))
+        res["test_mse"].append(float(((mean - y_test) ** 2).mean()))
         off = ktt - torch.diag(ktt.diagonal())
         res["offdiag_mean"].append(float(off.sum() / (n * (n - 1))) if n > 1 else float("nan"))
     out = {key: torch.tensor(v, dtype=torch.float64) for key, v in res.items()}
@@ -637,8 +620,10 @@ def fluctuation_vs_K(Ks: Sequence[int], *, width: int = 20, hbar: int = 2, n_see
     For each K: ``Shortcut(width, K, hbar, **shortcut_kwargs)``, ``n_seeds`` initializations,
     inputs ``x`` (default ``n_points`` on the sphere in :math:`\mathbb R^d`);
     :func:`relative_fluctuation`. Returns (len(Ks),) tensors ``K``, ``rel``, ``rel_se``,
-    ``mean_diag`` (mean of the seed-averaged diagonal) and ``offdiag_corr`` (mean normalized
-    off-diagonal of the seed average: near 1 means the kernel has forgotten x).
+    ``mean_diag`` (mean of the seed-averaged diagonal), ``offdiag_corr`` (mean normalized
+    off-diagonal of the seed average: near 1 means the kernel has forgotten x) and
+    ``rel_to_analytic`` (:math:`\|\mathrm{mean}_s\hat\Theta_s - \Theta_\infty\|_F/\|\Theta_\infty\|_F`, the
+    distance of the narrow networks' mean kernel to the infinite-width one).
 
     What we measure (docs/depth.md): the seed's literal network (critical ReLU, no constraint)
     fluctuates *more* as K grows (0.49 -> 2.5 for K = 1 -> 16 at n = 20, hbar = 2); with the
@@ -647,11 +632,13 @@ def fluctuation_vs_K(Ks: Sequence[int], *, width: int = 20, hbar: int = 2, n_see
     kernel tends to an x-independent constant.
     """
     x = _default_points(x, d, n_points)
-    rows = {"K": [], "rel": [], "rel_se": [], "mean_diag": [], "offdiag_corr": []}
+    rows = {"K": [], "rel": [], "rel_se": [], "mean_diag": [], "offdiag_corr": [], "rel_to_analytic": []}
     for K in progress_bar(list(Ks), desc="K", progress=progress):
         arch = Shortcut(width, K, hbar, **shortcut_kwargs)
         s = ntk_samples(arch, x, n_seeds=n_seeds, seed=seed, progress=False)
         _fill_fluct(rows, s, K)
+        exact = arch.kernel(x, get="ntk").ntk
+        rows["rel_to_analytic"].append(float((s.mean(0) - exact).norm() / exact.norm()))
     return {k: torch.tensor(v) for k, v in rows.items()}
 
 
@@ -785,14 +772,17 @@ def lambda_min_vs_dim(dims: Sequence[int], sizes: Sequence[int], *, K: int = 4, 
     the sphere of radius :math:`\sqrt d`. ntklib's input kernel is :math:`x\cdot x'/d`, so the
     kernel's diagonal is :math:`O(1)` in d and :math:`\lambda_{\min} \le \min_i \Theta(x_i, x_i)`.
     Returns (len(sizes), len(dims)) tensors: ``lambda_min`` (infinite-width analytic NTK(d)),
+    ``lambda_min_limit`` (0-d tensor: the :math:`d \to \infty` plateau :math:`\Theta(x,x) - \Theta(x,x')` for
+    orthogonal :math:`x, x'` with :math:`|x|^2 = d`, where the Gram matrix tends to :math:`aI + b11^\top`),
     ``lambda_min_unscaled`` (:math:`d\,\lambda_{\min}`: the same network with input kernel
     :math:`x\cdot x'`, which is what a bias-free positively homogeneous network gives when the
     input is not divided by :math:`\sqrt d`), ``diag_mean``; with ``empirical_seeds > 0`` also
     ``lambda_min_empirical`` (mean over that many width-``width`` networks) -- plus ``d``, ``N``.
 
     Seed 000 claims :math:`\lambda_{\min} \ge \Omega(d)`. Measured: with normalized inputs
-    :math:`\lambda_{\min}` rises with d and saturates below the diagonal; the linear growth is
-    the input scale :math:`|x|^2 = d` (``lambda_min_unscaled``), not depth or architecture.
+    :math:`\lambda_{\min}` rises with d toward the plateau ``lambda_min_limit`` (sub-linearly, about
+    :math:`d^{0.3}` for :math:`10 \le d \le 500`); a linear growth appears only through the input scale
+    :math:`|x|^2 = d` (``lambda_min_unscaled``), not through depth or architecture.
     """
     sizes, dims = list(sizes), list(dims)
     lam = torch.zeros(len(sizes), len(dims), dtype=torch.float64)
@@ -811,8 +801,12 @@ def lambda_min_vs_dim(dims: Sequence[int], sizes: Sequence[int], *, K: int = 4, 
             if empirical_seeds:
                 s = ntk_samples(arch, x, n_seeds=empirical_seeds, seed=seed, progress=False)
                 lam_emp[i, j] = torch.linalg.eigvalsh(s)[:, 0].mean()
+    # d -> infinity: the inputs become orthogonal with |x|^2 = d, the Gram matrix -> a I + b 11^T with
+    # a = Theta(x, x) - Theta(x, x'), x . x' = 0: lambda_min -> a (computed at d = 2 with orthogonal inputs)
+    ortho = arch.kernel(torch.tensor([[math.sqrt(2.0), 0.0], [0.0, math.sqrt(2.0)]], dtype=torch.float64), get="ntk").ntk
     out = {"d": torch.tensor(dims), "N": torch.tensor(sizes), "lambda_min": lam,
-           "lambda_min_unscaled": lam * torch.tensor(dims, dtype=torch.float64)[None], "diag_mean": diag}
+           "lambda_min_unscaled": lam * torch.tensor(dims, dtype=torch.float64)[None], "diag_mean": diag,
+           "lambda_min_limit": ortho[0, 0] - ortho[0, 1]}
     if empirical_seeds:
         out["lambda_min_empirical"] = lam_emp
     return out
@@ -935,15 +929,11 @@ def training_invariance(Ks: Sequence[int] = (5, 10, 15), *, hbar: int = 1, width
     return out
 
 
-def _regression_errors(kernels: dict, n_train: int, y_train, y_test, ridge):
-    res = {}
-    for name, K in kernels.items():
-        ktt, kst = K[:n_train, :n_train], K[n_train:, :n_train]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = kernel_regression(ktt, kst, y_train, ridge=ridge)["mean"]
-        res[name] = mean
-    return res
+def _regression_errors(kernels: dict, n_train: int, y_train, diag_reg):
+    from .regression import kernel_regression
+
+    return {name: kernel_regression(K[:n_train, :n_train], K[n_train:, :n_train], y_train, diag_reg=diag_reg)
+            for name, K in kernels.items()}
 
 
 def _comparison_kernels(x_all, depths, width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs):
@@ -967,7 +957,7 @@ def _comparison_kernels(x_all, depths, width, hbar, empirical_seeds, seed, short
 
 
 def sin_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train: int = 20, n_test: int = 200,
-                              width: int = 20, hbar: int = 2, empirical_seeds: int = 8, ridge: float = 1e-10,
+                              width: int = 20, hbar: int = 2, empirical_seeds: int = 8, diag_reg: float = 1e-10,
                               seed: int = 0, progress: bool | None = None, **shortcut_kwargs) -> dict:
     r"""Item 6a: kernel regression of :math:`\sin x` on :math:`[0, \pi]` with NTK(d) vs the width NTK at equal depth.
 
@@ -989,7 +979,7 @@ def sin_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train: in
     kern = _comparison_kernels(x_all, list(depths), width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs)
     mse, preds = {}, {}
     for L, ks in kern.items():
-        p = _regression_errors(ks, n_train, ytr, yte, ridge)
+        p = _regression_errors(ks, n_train, ytr, diag_reg)
         preds[L] = p
         for name, m in p.items():
             mse.setdefault(name, []).append(float(((m - yte) ** 2).mean()))
@@ -998,14 +988,14 @@ def sin_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train: in
 
 
 def digits_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train: int = 300, n_test: int = 500,
-                                 width: int = 20, hbar: int = 2, empirical_seeds: int = 4, ridge: float = 1e-6,
+                                 width: int = 20, hbar: int = 2, empirical_seeds: int = 4, diag_reg: float = 1e-6,
                                  seed: int = 0, progress: bool | None = None, **shortcut_kwargs) -> dict:
     r"""Item 6b: kernel regression on scikit-learn's digits (8x8 images, shipped; no download).
 
     Pixels standardized, each image scaled to the sphere of radius :math:`\sqrt{64}`; targets one-hot
-    minus 1/10; regression :math:`\kappa(x, X)(\kappa(X,X) + \lambda\bar\kappa I)^{-1}Y`, prediction
-    = argmax. Kernels as in :func:`sin_regression_comparison`. Returns ``{"depths", "accuracy": {kernel: (D,)},
-    "test_mse": {kernel: (D,)}}``.
+    minus 1/10; :func:`ntklib.regression.kernel_regression` with ``diag_reg`` (relative to the mean
+    diagonal); prediction = argmax. Kernels as in :func:`sin_regression_comparison`. Returns
+    ``{"depths", "accuracy": {kernel: (D,)}, "test_mse": {kernel: (D,)}}``.
     """
     from sklearn.datasets import load_digits
 
@@ -1023,7 +1013,7 @@ def digits_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train:
     kern = _comparison_kernels(x_all, list(depths), width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs)
     acc, mse = {}, {}
     for L, ks in kern.items():
-        p = _regression_errors(ks, n_train, ytr, yte, ridge)
+        p = _regression_errors(ks, n_train, ytr, diag_reg)
         for name, m in p.items():
             acc.setdefault(name, []).append(float((m.argmax(1) == labels).double().mean()))
             mse.setdefault(name, []).append(float(((m - yte) ** 2).sum(1).mean()))
