@@ -30,7 +30,7 @@ residual :math:`\theta_t - \theta_0 = J_0(X)^\top\alpha_t` stays in the row spac
 
 At :math:`t=0` this is :math:`f_0`; as :math:`t\to\infty` it is kernel ridge regression on the
 residual :math:`Y - f_0(X)` with ridge :math:`N\lambda` (the interpolant when :math:`\lambda=0`),
-Jacot et al. 2018 (arXiv:1806.07572), Lee et al. 2019 (arXiv:1902.06720), eq. (9)-(10).
+Jacot et al. 2018 (arXiv:1806.07572), Lee et al. 2019 (arXiv:1902.06720, Sec. 2).
 One eigendecomposition :math:`\Theta = V\,\mathrm{diag}(\lambda_i)\,V^\top` serves every time.
 
 Weight decay towards zero, :math:`\frac{\lambda}{2}\|\theta\|^2`, does *not* give ridge regression
@@ -49,7 +49,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ from torch import nn
 from torch.func import functional_call, jvp, vjp
 from torch.func import linearize as linearize_fn
 
-from ._checks import as_inputs, check_choice, check_nonneg, check_positive_int
+from ._checks import as_inputs, check_choice, check_nonneg
 from ._progress import progress_bar
 from .empirical import empirical_ntk
 from .regression import (_as_kernel_matrix, _as_outputs, _as_targets, _pinv_tolerance, _symmetrize,
@@ -100,8 +100,9 @@ class _Problem:
         evals, evecs = torch.linalg.eigh(self.k)  # ascending
         lmax = float(evals.abs().max()) if evals.numel() else 0.0
         if float(evals.min()) < -1e-6 * max(lmax, 1e-300):
-                warnings.warn(f"k_train_train is not positive semi-definite (smallest eigenvalue {float(evals.min()):.3g},"
-                          f" largest {lmax:.3g}); negative eigenvalues are treated as 0.", stacklevel=3)
+            lmin = float(evals.min())
+            warnings.warn(f"k_train_train is not positive semi-definite (smallest eigenvalue {lmin:.3g}, "
+                          f"largest {lmax:.3g}); negative eigenvalues are treated as 0.", stacklevel=3)
         return evals.clamp_min(0.0), evecs
 
     def normalization(self, loss: str) -> float:
@@ -364,7 +365,7 @@ class LinearizedModule(nn.Module):
     forward-mode product ``torch.func.jvp`` (no Jacobian is stored). Its parameters start at
     :math:`\theta_0` (a copy; ``model`` is not changed) and are ``params.0, params.1, ...`` in the order
     of ``model.named_parameters()``. Its tangent kernel is the empirical NTK of ``model`` at
-    :math:`\theta_0`, whatever the parameters (Lee et al. 2019, eq. (7)).
+    :math:`\theta_0`, whatever the parameters (Lee et al. 2019, Sec. 2).
     """
 
     def __init__(self, model: nn.Module):

@@ -7,7 +7,7 @@ cross-checked with it): the loss is :math:`\frac{1}{2N}\sum_{i,a}(f_a(x_i) - y_{
 :math:`K + \text{diag\_reg}\cdot\frac{\mathrm{tr}K}{n} I`, unless ``diag_reg_absolute_scale=True``.
 Kernels are per output (:math:`\Theta\otimes I`, neural-tangents' ``trace_axes=(-1,)``).
 
-**The ensemble** (Lee et al. 2019, arXiv:1902.06720, Sec. 2.3, eqs. (13)-(16); derived in notebook
+**The ensemble** (Lee et al. 2019, arXiv:1902.06720, Sec. 2; derived in notebook
 03_lazy_training and ``docs/dynamics.md``). At infinite width an initialization gives
 :math:`f_0 \sim \mathcal{GP}(0, \mathcal K)` (the NNGP) while the NTK :math:`\Theta` is deterministic,
 and the trained function is linear in :math:`f_0`:

@@ -70,7 +70,9 @@ def eigendecomposition(k, *, name: str = "k") -> Spectrum:
 
 
 def condition_number(k, *, name: str = "k") -> float:
-    r""":math:`\kappa = \lambda_{max}/\lambda_{min}` of a symmetric PSD matrix (``inf`` if :math:`\lambda_{min}\le 0`)."""
+    r""":math:`\kappa = \lambda_{max}/\lambda_{min}` of a symmetric PSD matrix.
+
+    ``inf`` when :math:`\lambda_{min} \le 0`."""
     k = _symmetrize(name, _as_kernel_matrix(name, k, square=True))
     evals = torch.linalg.eigvalsh(k)
     return float(evals[-1]) / float(evals[0]) if float(evals[0]) > 0 else math.inf
