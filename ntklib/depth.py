@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ import torch
 from ._checks import as_inputs, check_nonneg, check_positive_int
 from ._progress import progress_bar
 from .activations import ABRelu, Activation, Relu
-from .empirical import empirical_nngp, empirical_ntk
+from .empirical import empirical_ntk
 from .kernel import Kernel
 from .layers import Dense, Layer, serial
 from .shortcut import Shortcut, shortcut_module
@@ -452,8 +452,9 @@ def normalized_kernels(x1, x2=None, depths: int | Sequence[int] = 10, *, activat
         idx = torch.tensor([L - 1 for L in depths_list])
         a = W_std ** 2 * activation.b ** 2 / 2
         Ls = torch.tensor(depths_list, dtype=torch.float64)
-        diag_nngp = (W_std ** 2 * activation.b ** 2 * a ** (Ls - 1))[:, None] * q1[None]  # (D, n1)
-        diag_ntk = (2 * Ls * a ** Ls)[:, None] * q1[None]  # (D, n1)
+        # Sigma^(L)(x,x) = W^2 a^(L-1) q0 and Theta^(L)(x,x) = L W^2 a^(L-1) q0, a = W^2 b^2 / 2
+        diag_nngp = (W_std ** 2 * a ** (Ls - 1))[:, None] * q1[None]  # (D, n1)
+        diag_ntk = (Ls * W_std ** 2 * a ** (Ls - 1))[:, None] * q1[None]  # (D, n1)
         return {"depths": torch.tensor(depths_list), "nngp": it["rho"][idx], "ntk": it["ntk"][idx],
                 "diag_nngp": diag_nngp, "diag_ntk": diag_ntk}
     # general path: ntklib's recursion, carrying the two diagonals alongside the cross kernel
@@ -745,6 +746,11 @@ def output_normality_vs_K(Ks: Sequence[int], *, width: int = 20, hbar: int = 2, 
     ``plain=True`` measures a plain MLP of depth :math:`K\hbar` instead (comparison). Returns
     (len(Ks),) tensors ``K``, ``excess_kurtosis``, ``kurtosis_se``, ``shapiro_p``, ``anderson``,
     ``predicted_kurtosis``.
+
+    Seed 000 claims f tends to a Gaussian process as depth grows. Measured (width 20, hbar 2, 2000
+    seeds, K = 1 -> 4 -> 16): the seed's literal network's excess kurtosis grows 0.6 -> 2.1 -> 43
+    (plain MLP of depth 2K: 1.5 -> 11 -> 103); only with ``stable_eps=0.9, inject_std=1.0`` does it
+    vanish (0.39 -> 0.37 -> -0.03 +- 0.11).
     """
     x = _default_points(x, d, 1)[:1]
     rows = {k: [] for k in ("K", "excess_kurtosis", "kurtosis_se", "shapiro_p", "anderson", "predicted_kurtosis")}
@@ -828,9 +834,11 @@ def sigma_max_vs_K(Ks: Sequence[int], *, n_points: int = 32, d: int = 10, width:
     ``sigma_max_empirical_median``), ``per_point`` (:math:`\sigma_{\max}/N`, analytic) and
     ``seed_bound`` (:func:`seed_sigma_max_bound`).
 
-    Measured: at criticality (the seed's literal network) :math:`\sigma_{\max}` grows linearly in K
-    (each readout at depth :math:`\kappa\hbar` contributes :math:`\approx \kappa\hbar`); under the
-    stable-pertinent constraint it is bounded in K. It scales with N, which the seed's bound omits.
+    Measured (N = 32, hbar 2): at criticality (the seed's literal network) :math:`\sigma_{\max}`
+    grows linearly in K (14.4, 118, 950 at K = 1, 10, 100; each readout at depth :math:`\kappa\hbar`
+    contributes :math:`\approx \kappa\hbar`), against the seed's :math:`K(2K+1)/6` = 0.5, 35, 3350:
+    the quadratic bound is loose for large K and, without a factor N, violated for small K. Under
+    the stable-pertinent constraint it is bounded (6.4 -> 8.5).
     """
     x = _default_points(x, d, n_points)
     rows = {k: [] for k in ("K", "sigma_max", "sigma_max_empirical", "sigma_max_empirical_median", "per_point")}
@@ -900,6 +908,10 @@ def training_invariance(Ks: Sequence[int] = (5, 10, 15), *, hbar: int = 1, width
 
     Returns ``{variant: {"K", "width", "rel_change", "rel_change_se", "loss_ratio"}}`` of (len(Ks),)
     tensors (means over ``n_seeds``; ``loss_ratio`` = final / initial loss).
+
+    Measured (K = 5, 10, 15, 200 steps): constrained + injected shortcut 0.14, 0.022, 0.008; the
+    seed's literal shortcut network 0.38, 0.15, 0.20; plain MLP 0.61, 0.28, 0.25. Invariance improves
+    with K at n = K^2 for all, clearly only under the constraint; no threshold at K^2 is visible.
     """
     width = width or (lambda K: K * K)
     if variants is None:
@@ -936,10 +948,11 @@ def _regression_errors(kernels: dict, n_train: int, y_train, diag_reg):
             for name, K in kernels.items()}
 
 
-def _comparison_kernels(x_all, depths, width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs):
+def _comparison_kernels(x_all, depths, width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs,
+                        progress=None):
     """For each hidden depth L: analytic NTK(w) of the plain MLP, analytic NTK(d) and empirical NTK(d)."""
     out = {}
-    for L in depths:
+    for L in progress_bar(depths, desc="depth", progress=progress):
         if L % hbar:
             raise ValueError(f"each depth must be a multiple of hbar={hbar}; got {L}.")
         K = L // hbar
@@ -968,6 +981,9 @@ def sin_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train: in
     (one width-``width`` shortcut network), ``ntk_d_empirical_mean`` (average over seeds) and
     ``ntk_w_empirical`` (one width-``width`` plain network). Returns ``{"depths", "test_mse": {kernel: (D,)},
     "x_test", "y_test", "pred": {L: {kernel: (n_test,)}}}``.
+
+    Measured (L = 2 -> 128): analytic NTK(w) 2.5e-6 -> 3.1e-3, NTK(d) 2.4e-6 -> 1.3e-3 (literal) and
+    2.1e-6 flat (constraint + injection); one width-20 network: literal NTK(d) 6e-4 -> 3e-3.
     """
     g = torch.Generator().manual_seed(seed)
     xtr = torch.linspace(0, math.pi, n_train, dtype=torch.float64)
@@ -976,7 +992,8 @@ def sin_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train: in
     x_all = torch.cat([emb(xtr), emb(xte)])
     ytr, yte = torch.sin(xtr), torch.sin(xte)
     plain_kwargs = {k: v for k, v in shortcut_kwargs.items() if k in ("activation", "W_std", "b_std")}
-    kern = _comparison_kernels(x_all, list(depths), width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs)
+    kern = _comparison_kernels(x_all, list(depths), width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs,
+                               progress)
     mse, preds = {}, {}
     for L, ks in kern.items():
         p = _regression_errors(ks, n_train, ytr, diag_reg)
@@ -991,6 +1008,11 @@ def digits_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train:
                                  width: int = 20, hbar: int = 2, empirical_seeds: int = 4, diag_reg: float = 1e-6,
                                  seed: int = 0, progress: bool | None = None, **shortcut_kwargs) -> dict:
     r"""Item 6b: kernel regression on scikit-learn's digits (8x8 images, shipped; no download).
+
+    Measured (300/500, L = 2 -> 128): analytic NTK(w) accuracy 0.958 -> 0.900, NTK(d) 0.958 -> 0.920
+    (literal), 0.956 -> 0.960 (constraint + injection); at width 20: plain NTK(w) 0.87 -> 0.39, literal
+    NTK(d) 0.91 -> 0.82, constrained NTK(d) 0.92 -> 0.96. NTK(d) degrades less because it averages in
+    the shallow kernels; at narrow width only the constrained one holds up.
 
     Pixels standardized, each image scaled to the sphere of radius :math:`\sqrt{64}`; targets one-hot
     minus 1/10; :func:`ntklib.regression.kernel_regression` with ``diag_reg`` (relative to the mean
@@ -1010,7 +1032,8 @@ def digits_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train:
     ytr, yte = torch.tensor(Y[:n_train]), torch.tensor(Y[n_train:])
     labels = torch.tensor(y[idx][n_train:])
     plain_kwargs = {k: v for k, v in shortcut_kwargs.items() if k in ("activation", "W_std", "b_std")}
-    kern = _comparison_kernels(x_all, list(depths), width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs)
+    kern = _comparison_kernels(x_all, list(depths), width, hbar, empirical_seeds, seed, shortcut_kwargs, plain_kwargs,
+                               progress)
     acc, mse = {}, {}
     for L, ks in kern.items():
         p = _regression_errors(ks, n_train, ytr, diag_reg)

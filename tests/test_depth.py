@@ -112,10 +112,12 @@ def test_stable_iterates_match_mpmath_while_naive_recursion_drifts():
     assert abs(float(nv32[999]) / ref[1000] - 1) > 1e-2  # float32 naive recursion has lost 1 - rho
 
 
-def test_normalized_relu_kernels_closed_form_matches_ntklib_recursion():
+@pytest.mark.parametrize("slope", [1.0, 1.7])
+def test_normalized_relu_kernels_closed_form_matches_ntklib_recursion(slope):
     x = dp.sphere_inputs(7, 4, seed=3) * torch.linspace(0.5, 2.0, 7, dtype=torch.float64)[:, None]
-    closed = dp.normalized_kernels(x, None, [1, 2, 7, 40], W_std=1.1)
-    rec = dp.normalized_kernels(x, None, [1, 2, 7, 40], activation=nk.ABRelu(0.0, 1.0), W_std=1.1, stable=False)
+    act = nk.ABRelu(0.0, slope)  # slope * relu: same correlations, rescaled diagonals
+    closed = dp.normalized_kernels(x, None, [1, 2, 7, 40], activation=act, W_std=1.1)
+    rec = dp.normalized_kernels(x, None, [1, 2, 7, 40], activation=act, W_std=1.1, stable=False)
     for key in ("nngp", "ntk", "diag_nngp", "diag_ntk"):
         torch.testing.assert_close(closed[key], rec[key], rtol=1e-12, atol=1e-13)
     assert torch.equal(closed["ntk"].diagonal(dim1=1, dim2=2), torch.ones(4, 7, dtype=torch.float64))
@@ -204,3 +206,15 @@ def test_bad_arguments_name_the_argument():
         dp.deep_limit_sweep(torch.ones(2, 2), torch.ones(2), torch.ones(1, 2), torch.ones(1), [1], kernel="gp")
     with pytest.raises(TypeError, match="activation"):
         dp.correlation_map(0.5, nk.Relu)
+
+
+def test_angle_step_torch_path_equals_numpy_path():
+    """The iterates run in numpy on the CPU and in torch elsewhere (e.g. CUDA): both must agree."""
+    from ntklib.depth import _relu_angle_step
+
+    theta = torch.tensor([1e-7, 1e-3, 0.3, 0.7, 2.0, math.pi], dtype=torch.float64)
+    a = _relu_angle_step(theta, torch)
+    b = torch.from_numpy(_relu_angle_step(theta.numpy(), np))
+    torch.testing.assert_close(a, b, rtol=1e-15, atol=0)
+    small = theta[:3]
+    torch.testing.assert_close(_relu_angle_step(small, torch, small=True), a[:3], rtol=1e-15, atol=0)
