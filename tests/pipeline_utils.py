@@ -240,12 +240,19 @@ def delete_cell(nb, grade_id: str):
     return nb
 
 
-def write_instructor_config(course_root: Path, exchange: Path, cell_timeout: int) -> None:
-    """The repository's nbgrader_config.py plus a local exchange and a short cell timeout."""
+def write_instructor_config(course_root: Path, exchange: Path, cell_timeout: int, other_timeout: int = 300) -> None:
+    """The repository's nbgrader_config.py plus a local exchange and a short timeout for the cells
+    that hold or call student code (nbgrader answer and test cells), so that an infinite loop costs
+    the test little. The other cells (imports, demos) keep a long timeout: on a loaded CI machine the
+    first cell's imports alone can take tens of seconds, and a timeout there would fail a student
+    for nothing."""
     text = CONFIG.read_text()
     text += ("\n# --- added by tests/test_pipeline.py for the simulated class ---\n"
-             f"c.Exchange.root = {str(exchange)!r}\n"
-             f"c.Execute.timeout = {int(cell_timeout)}\n")
+             f"c.Exchange.root = {str(exchange)!r}\n\n\n"
+             "def _cell_timeout(cell):\n"
+             "    nbgrader = cell.get('metadata', {}).get('nbgrader', {})\n"
+             f"    return {int(cell_timeout)} if nbgrader.get('grade') or nbgrader.get('solution') else {int(other_timeout)}\n\n\n"
+             "c.Execute.timeout_func = _cell_timeout\n")
     (course_root / "nbgrader_config.py").write_text(text)
 
 

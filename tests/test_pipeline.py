@@ -131,7 +131,7 @@ def test_course_notebook_has_no_solution_or_hidden_test(assignment):
 
 # --- check 6: the instructor loop with a simulated class --------------------------------------
 LOOP_ASSIGNMENT = "00_preliminaries"
-CELL_TIMEOUT = 20  # seconds per cell while grading the simulated class (the course default is 60)
+CELL_TIMEOUT = 20  # seconds per answer/test cell while grading the simulated class (the course default is 60)
 
 WRONG_GP = '''
 def gp_posterior(k_train_train, y_train, k_test_train, k_test_test, noise_var):
