@@ -5,6 +5,9 @@ import torch
 
 # Tests run on the CPU in float64 unless they say otherwise; no progress bars in test output.
 os.environ.setdefault("NTKLIB_NO_PROGRESS", "1")
+# The tests are many small float64 operations: one thread is faster than two for them and
+# keeps timings stable on a busy 2-core machine (notebooks run in their own kernels).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
