@@ -274,6 +274,23 @@ def _is_bias_free_relu(activation, b_std) -> bool:
             and (b_std is None or b_std == 0))
 
 
+def _map_arguments(activation, W_std, b_std, rho, q):
+    """Validated arguments of the correlation maps; ``q`` is None for bias-free ReLU (closed form)."""
+    activation = _check_activation(activation)
+    W_std = check_nonneg("W_std", W_std)
+    b_std = check_nonneg("b_std", b_std, allow_none=True)
+    rho = _check_rho(_as_float_tensor("rho", rho))
+    if _is_bias_free_relu(activation, b_std):
+        return activation, W_std, b_std, rho, None, None, None
+    if q is None:
+        q = variance_fixed_point(activation, W_std=W_std, b_std=b_std)
+        if not math.isfinite(q) or q <= 0:
+            raise ValueError(f"the variance map has no finite positive fixed point (q* = {q}); pass q explicitly.")
+    q = check_nonneg("q", q)
+    b2 = 0.0 if b_std is None else b_std ** 2
+    return activation, W_std, b_std, rho, q, b2, torch.full_like(rho, q)
+
+
 def correlation_map(rho, activation: Activation | None = None, *, W_std: float = math.sqrt(2.0),
                     b_std: float | None = None, q: float | None = None) -> torch.Tensor:
     r"""One layer's correlation map at pre-activation variance :math:`q` (both inputs), any activation.
@@ -286,19 +303,9 @@ def correlation_map(rho, activation: Activation | None = None, *, W_std: float =
     variance fixed point :func:`variance_fixed_point` (bias-free ReLU: any :math:`q`, the map does
     not depend on it).
     """
-    activation = _check_activation(activation)
-    W_std = check_nonneg("W_std", W_std)
-    b_std = check_nonneg("b_std", b_std, allow_none=True)
-    rho = _check_rho(_as_float_tensor("rho", rho))
-    if _is_bias_free_relu(activation, b_std):
-        return relu_correlation_map(rho)
+    activation, W_std, b_std, rho, q, b2, qt = _map_arguments(activation, W_std, b_std, rho, q)
     if q is None:
-        q = variance_fixed_point(activation, W_std=W_std, b_std=b_std)
-        if not math.isfinite(q) or q <= 0:
-            raise ValueError(f"the variance map has no finite positive fixed point (q* = {q}); pass q explicitly.")
-    q = check_nonneg("q", q)
-    b2 = 0.0 if b_std is None else b_std ** 2
-    qt = torch.full_like(rho, q)
+        return relu_correlation_map(rho)
     cross, _ = activation.dual(rho * q, qt, qt, need_dot=False)
     diag, _ = activation.dual(qt, qt, qt, need_dot=False)
     return (W_std ** 2 * cross + b2) / (W_std ** 2 * diag + b2)
@@ -344,19 +351,9 @@ def correlation_map_slope(rho, activation: Activation | None = None, *, W_std: f
     (ordered phase < 1, chaotic > 1; bias-free ReLU: exactly 1 for every :math:`\sigma_w`, which is why its
     rate is polynomial). Same arguments as :func:`correlation_map`.
     """
-    activation = _check_activation(activation)
-    W_std = check_nonneg("W_std", W_std)
-    b_std = check_nonneg("b_std", b_std, allow_none=True)
-    rho = _check_rho(_as_float_tensor("rho", rho))
-    if _is_bias_free_relu(activation, b_std):
-        return relu_correlation_map_derivative(rho)
+    activation, W_std, b_std, rho, q, b2, qt = _map_arguments(activation, W_std, b_std, rho, q)
     if q is None:
-        q = variance_fixed_point(activation, W_std=W_std, b_std=b_std)
-        if not math.isfinite(q) or q <= 0:
-            raise ValueError(f"the variance map has no finite positive fixed point (q* = {q}); pass q explicitly.")
-    q = check_nonneg("q", q)
-    b2 = 0.0 if b_std is None else b_std ** 2
-    qt = torch.full_like(rho, q)
+        return relu_correlation_map_derivative(rho)
     _, dot = activation.dual(rho * q, qt, qt, need_dot=True)
     diag, _ = activation.dual(qt, qt, qt, need_dot=False)
     return W_std ** 2 * q * dot / (W_std ** 2 * diag + b2)

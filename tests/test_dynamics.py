@@ -19,19 +19,9 @@ from ntklib.dynamics import (LinearizedModule, cross_entropy_flow, discrete_grad
                              gradient_flow_mse, train_network)
 from ntklib.regression import IllConditionedKernelWarning, kernel_regression
 
+from _util import close as _close
+
 DT = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _close(actual, expected, rtol, atol):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol)
 
 
 def _problem(n=7, n_test=4, d=3, k=None, seed=0, act=None):

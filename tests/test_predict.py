@@ -12,20 +12,10 @@ from ntklib.dynamics import gradient_flow_mse
 from ntklib.predict import Gaussian, gradient_descent_mse, gradient_descent_mse_ensemble
 from ntklib.regression import gp_posterior
 
+from _util import close as _close
+
 DT = torch.float64
 W_STD, B_STD = 1.5, 0.1
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _close(actual, expected, rtol, atol):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol)
 
 
 def _task(n=6, m=3, d=3):

@@ -12,19 +12,9 @@ from sklearn.linear_model import Ridge
 import ntklib as nk
 from ntklib.regression import IllConditionedKernelWarning, gp_posterior, kernel_regression, psd_solve
 
+from _util import close as _close
+
 DT = torch.float64
-
-
-def _close(actual, expected, rtol, atol):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _data(n=20, d=5, n_test=7, k=None, seed=0):
