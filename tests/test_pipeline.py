@@ -150,6 +150,17 @@ def krr_predict(k_train_train, y_train, k_test_train, ridge):
     chol = torch.linalg.cholesky(k_train_train + ridge / n * torch.eye(n))
     return k_test_train @ torch.cholesky_solve(y_train[:, None], chol)[:, 0]
 '''
+WRONG_JACOBIAN = '''
+def per_example_jacobian(model, x):
+    """Plausible mistake: weight matrices flattened column-major (as W.T), not row-major like .reshape(-1)."""
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def f_single(params, x_i):
+        return functional_call(model, params, (x_i[None, :],)).reshape(())
+
+    jac = vmap(jacrev(f_single), in_dims=(None, 0))(params, x)
+    return torch.cat([(j.transpose(-1, -2) if j.ndim == 3 else j).reshape(x.shape[0], -1) for j in jac.values()], 1)
+'''
 LOOPING_JACOBIAN = '''
 def per_example_jacobian(model, x):
     while True:  # an infinite loop
@@ -182,8 +193,11 @@ def _students(released, source):
                     "deletes the GP test cell (correct answers): the cell is re-inserted and run"),
         "looper": (set_cell(with_solutions(released, source), "per_example_jacobian", LOOPING_JACOBIAN),
                    {**full, jac: 0.0}, "infinite loop in per_example_jacobian: that test times out"),
-        "partial": (set_cell(with_solutions(released, source), "gp_posterior", WRONG_GP),
-                    {**full, gp: 0.0}, "plausible wrong GP covariance (noise added): partial credit"),
+        "partial": (set_cell(set_cell(set_cell(with_solutions(released, source), "gp_posterior", WRONG_GP),
+                                      "per_example_jacobian", WRONG_JACOBIAN),
+                             "answer_far_from_data", 'ANSWER_FAR_FROM_DATA = "B"'),
+                    {**zero, krr[0]: full[krr[0]], krr[1]: full[krr[1]]},
+                    "right KRR; plausible wrong GP covariance, Jacobian and choice: partial credit"),
         "solver": (solved, full, "the reference solution (and a written answer)"),
         "tamperer": (set_cell(set_cell(with_solutions(released, source), "krr_predict", WRONG_KRR), krr[0], FORGED_TEST),
                      {**full, krr[0]: 0.0, krr[1]: 0.0},
