@@ -34,6 +34,12 @@ def _read(path):
     return nbformat.read(str(path), as_version=4)
 
 
+def _release(assignment):
+    path = release_notebook(assignment)
+    assert path.is_file(), f"{path.relative_to(REPO)} is missing: run scripts/generate_course.sh {assignment}"
+    return path
+
+
 def test_there_are_assignments_and_course_mirrors_solutions():
     """Every folder of solutions/ has a generated course/ folder and vice versa."""
     assert ASSIGNMENTS, "no assignment found in solutions/ (expected solutions/<id>/<id>.ipynb)"
@@ -103,7 +109,7 @@ def test_regenerated_course_equals_committed_course(assignment, tmp_path):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_every_graded_test_fails_on_untouched_student_notebook(assignment):
     """Check 4: nbgrader validate --invert on the released notebook: no graded test passes on the stubs."""
-    run = validate(str(release_notebook(assignment)), invert=True)
+    run = validate(str(_release(assignment)), invert=True)
     assert "changed" not in run.results and "type_changed" not in run.results, run.results
     passed = run.results.get("passed", [])
     assert not passed, f"{assignment}: these tests pass on the untouched stubs (vacuous):\n" + "\n---\n".join(
@@ -122,7 +128,7 @@ def test_course_notebook_has_no_solution_or_hidden_test(assignment):
     secrets = secret_lines(source)
     assert secrets["solution"] and secrets["hidden test"], f"{assignment}: nothing to search for: {secrets}"
     assert find_leaks(notebook_text_lines(source), secrets), "the leak search finds nothing even in the source"
-    released = _read(release_notebook(assignment))
+    released = _read(_release(assignment))
     leaks = find_leaks(notebook_text_lines(released), secrets)
     assert not leaks, f"course/{assignment} reveals:\n  " + "\n  ".join(leaks)
     for cell in released.cells:
