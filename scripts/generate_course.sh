@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --into) INTO="${2:?--into needs a directory}"; shift 2 ;;
     --into=*) INTO="${1#--into=}"; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "generate_course.sh: unknown option '$1' (expected --into DIR or assignment ids)" >&2; exit 2 ;;
     *) IDS+=("${1%/}"); shift ;;
   esac
