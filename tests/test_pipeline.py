@@ -140,7 +140,7 @@ LOOP_ASSIGNMENT = "00_preliminaries"
 CELL_TIMEOUT = 20  # seconds per answer/test cell while grading the simulated class (the course default is 60)
 
 WRONG_GP = '''
-def gp_posterior(k_train_train, y_train, k_test_train, k_test_test, noise_var):
+def gp_posterior(k_train_train, k_test_train, k_test_test, y_train, noise_var):
     """Plausible mistake: the noise added to the test covariance (predictive covariance of noisy y_*)."""
     n = k_train_train.shape[0]
     chol = torch.linalg.cholesky(k_train_train + noise_var * torch.eye(n))
@@ -150,7 +150,7 @@ def gp_posterior(k_train_train, y_train, k_test_train, k_test_test, noise_var):
     return k_test_train @ alpha, cov
 '''
 WRONG_KRR = '''
-def krr_predict(k_train_train, y_train, k_test_train, ridge):
+def krr_predict(k_train_train, k_test_train, y_train, ridge):
     """Plausible mistake: the ridge divided by n (a mean-loss formula used with a sum-of-squares ridge)."""
     n = k_train_train.shape[0]
     chol = torch.linalg.cholesky(k_train_train + ridge / n * torch.eye(n))
@@ -173,7 +173,7 @@ def per_example_jacobian(model, x):
         pass
 '''
 CRASHING_GP = '''
-def gp_posterior(k_train_train, y_train, k_test_train, k_test_test, noise_var):
+def gp_posterior(k_train_train, k_test_train, k_test_test, y_train, noise_var):
     import os
     os._exit(1)  # kills the kernel
 '''
