@@ -18,7 +18,10 @@ c = get_config()  # noqa: F821 (provided by nbgrader)
 
 # --- course layout ------------------------------------------------------------------------
 c.CourseDirectory.course_id = "ntk-course"
-c.CourseDirectory.root = "."
+import os  # noqa: E402
+
+# absolute, so that nbgrader neither warns nor depends on the directory it is started from
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "course"
 
