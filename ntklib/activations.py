@@ -53,6 +53,7 @@ class Activation(Layer):
     # True when ``dual`` is exactly symmetric under swapping (v1, v2) (all closed forms). Quadrature
     # is not: its error differs between (x, x') and (x', x), so ``kernel_fn`` symmetrizes it.
     exact_swap_symmetry = True
+    entrywise = True  # ``dual`` is entrywise (see Layer.entrywise); False where kernel_fn symmetrizes
 
     def fn(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -73,7 +74,8 @@ class Activation(Layer):
             if not self.exact_swap_symmetry:  # k(x, x') == k(x', x) exactly, as for the closed forms
                 nngp = 0.5 * (nngp + nngp.T)
                 dot = None if dot is None else 0.5 * (dot + dot.T)
-            nngp = nngp.clone()
+            if not nngp.is_contiguous() or nngp.data_ptr() == k.nngp.data_ptr():  # never write into the input
+                nngp = nngp.clone()
             nngp.diagonal().copy_(var1)
         ntk = None if k.ntk is None else k.ntk * dot
         return k.replace(nngp=nngp, ntk=ntk, var1=var1, var2=var2, is_input=False)
@@ -109,11 +111,32 @@ class ABRelu(Activation):
         return torch.where(x > 0, self.b * x, self.a * x)
 
     def dual(self, c, v1, v2, need_dot):
+        # The same floating-point operations as the formulas in the module docstring, done in
+        # place on two (n1, n2) buffers: this is the inner loop of every ReLU kernel.
+        if torch.is_grad_enabled() and (c.requires_grad or v1.requires_grad or v2.requires_grad):
+            return self._dual_differentiable(c, v1, v2, need_dot)  # in-place ops would break autograd
+        a, b = self.a, self.b
+        prod = v1 * v2  # (n1, n2) S11 S22
+        s = c * c  # (n1, n2)
+        torch.sub(prod, s, out=s).clamp_(min=0.0).sqrt_()  # sqrt(S11 S22) sin(theta) (clamped: rounding)
+        zero = None
+        if bool(v1.amin() * v2.amin() == 0):  # a zero-norm input (rare): theta := pi/2 where S11 S22 == 0
+            zero = prod == 0
+        theta = torch.atan2(s, c, out=prod) if prod.shape == s.shape else torch.atan2(s, c)  # in [0, pi]
+        if zero is not None:
+            theta.masked_fill_(zero, math.pi / 2)
+        k = (a - b) ** 2 / (2 * math.pi)
+        dot = theta.mul_(-k).add_((a * a + b * b) / 2)  # (a^2 + b^2)/2 - k theta
+        nngp = s.mul_(k).add_(dot * c)  # k sqrt(...) + dot * S12
+        return nngp, (dot if need_dot else None)
+
+    def _dual_differentiable(self, c, v1, v2, need_dot):
+        """:meth:`dual` without in-place operations (the same numbers), for inputs that need gradients."""
         a, b = self.a, self.b
         prod = v1 * v2
-        s = _sqrt_pos(prod - c * c)  # sqrt(S11 S22) sin(theta)
-        theta = torch.atan2(s, c)  # in [0, pi]; exact 0 on the diagonal and pi at cos = -1
-        theta = torch.where(prod == 0, torch.full_like(theta, math.pi / 2), theta)  # zero-norm input
+        s = _sqrt_pos(prod - c * c)
+        theta = torch.atan2(s, c)
+        theta = torch.where(prod == 0, torch.full_like(theta, math.pi / 2), theta)
         k = (a - b) ** 2 / (2 * math.pi)
         dot = (a * a + b * b) / 2 - k * theta
         return k * s + dot * c, (dot if need_dot else None)
@@ -277,6 +300,7 @@ class Elementwise(Activation):
         self._nodes: dict = {}
 
     exact_swap_symmetry = False
+    entrywise = False  # kernel_fn symmetrizes the whole matrix
 
     def __repr__(self):
         return f"Elementwise({self.name}, deg={self.deg})"

@@ -38,6 +38,13 @@ _GET = ("nngp", "ntk")
 class Layer:
     """Base class. Subclasses implement :meth:`kernel_fn` and :meth:`build`."""
 
+    #: True when ``kernel_fn`` computes each entry (i, j) of ``nngp``/``ntk`` from the same entry
+    #: of its input, ``var1[i]`` and ``var2[j]`` alone (plus scalars such as ``width``), and
+    #: ``var1``/``var2`` elementwise from themselves. :meth:`kernel` then evaluates large kernels
+    #: on row strips (see :meth:`_strip_kernel`). Layers that mix entries (symmetrizing a
+    #: quadrature, normalizing over the batch) must leave it False, the default.
+    entrywise = False
+
     # -- the two views -------------------------------------------------------------------
     def kernel_fn(self, k: Kernel) -> Kernel:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -69,13 +76,78 @@ class Layer:
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
         if batch_size is None or (n1 <= batch_size and n2 <= batch_size):
-            k = self.kernel_fn(Kernel.from_inputs(x1, x2, diagonal=diagonal, compute_ntk=compute_ntk))
+            if not diagonal and self.entrywise and n1 * n2 > _strip_entries(x1.device):
+                k = self._strip_kernel(x1, x2, compute_ntk)
+            else:
+                k = self.kernel_fn(Kernel.from_inputs(x1, x2, diagonal=diagonal, compute_ntk=compute_ntk))
         else:
             k = self._tiled_kernel(x1, x2, diagonal, compute_ntk, batch_size)
         _check_finite(k, self)
         if not compute_ntk:
             k = k.replace(ntk=None)
         return k
+
+    def _strip_kernel(self, x1, x2, compute_ntk) -> Kernel:
+        r"""The untiled kernel of an ``entrywise`` architecture, computed on row strips.
+
+        The whole recursion, from the input kernel :math:`x_1 x_2^\top/d` on, runs on strips of
+        about ``_strip_entries`` entries (which stay in the CPU cache across the ~10 elementwise
+        passes per layer) and, for ``x2=None``, only on the upper triangle, mirrored below (half
+        the work; exactly symmetric). The variances of every layer are computed once for all
+        points (the same vector operations as the untiled path) and shared by all strips; with
+        ``x2=None`` each strip's diagonal is set to them at every layer, as the untiled path
+        does, so the diagonal stays exact. Entries agree with the untiled path to rounding (the
+        last bit of each elementwise function, and for ``x2=None`` the input kernel is not
+        averaged with its transpose: mirroring makes it symmetric).
+        """
+        layers = self.layers if isinstance(self, Serial) else (self,)
+        symmetric = x2 is None
+        if symmetric:
+            k0 = Kernel.from_inputs(x1, diagonal=True, compute_ntk=False)  # var1 = |x|^2 / d
+            k0 = k0.replace(diagonal=False)
+        else:
+            k0 = Kernel.from_inputs(x1, x2, compute_ntk=False)  # (n1, n2), equal rows snapped
+
+        def variances(v):  # the variance vector after every layer, for the points with variance v
+            kd = k0.replace(nngp=v, ntk=None, var1=v, var2=v, diagonal=True, symmetric=False)
+            out = [v]
+            for layer in layers:
+                kd = layer.kernel_fn(kd)
+                out.append(kd.var1)
+            return out
+
+        V1 = variances(k0.var1)
+        V2 = V1 if symmetric else variances(k0.var2)
+        n1, n2, d = x1.shape[0], V2[0].shape[0], x1.shape[1]
+        nngp = x1.new_empty(n1, n2)
+        ntk = x1.new_empty(n1, n2) if compute_ntk else None
+        rows = max(1, _strip_entries(x1.device) // n2)
+        t = None
+        for i0 in range(0, n1, rows):
+            i1 = min(n1, i0 + rows)
+            if symmetric:  # columns >= i0 only: the strip's own diagonal is the diagonal (i, i)
+                j0 = i0
+                c = (x1[i0:i1] @ x1[i0:].T).div_(d)  # (r, n1 - i0)
+                c.diagonal().copy_(V1[0][i0:i1])
+            else:
+                j0 = 0
+                c = k0.nngp[i0:i1]  # (r, n2)
+            t = k0.replace(nngp=c, ntk=torch.zeros_like(c) if compute_ntk else None,
+                           var1=V1[0][i0:i1], var2=V2[0][j0:], symmetric=False)
+            for l, layer in enumerate(layers, start=1):
+                t = layer.kernel_fn(t).replace(var1=V1[l][i0:i1], var2=V2[l][j0:])
+                if symmetric:
+                    t.nngp.diagonal().copy_(t.var1)
+            nngp[i0:i1, j0:] = t.nngp
+            if compute_ntk:
+                ntk[i0:i1, j0:] = t.ntk
+            if symmetric:  # mirror: the diagonal block's upper triangle, and the block below it
+                for out in (nngp, ntk) if compute_ntk else (nngp,):
+                    blk = out[i0:i1, i0:i1]  # (r, r)
+                    blk.copy_(blk.triu() + blk.triu(1).T)
+                    out[i1:, i0:i1] = out[i0:i1, i1:].T
+        return t.replace(nngp=nngp, ntk=ntk, var1=V1[-1], var2=V1[-1] if symmetric else V2[-1],
+                         symmetric=symmetric)
 
     def _tiled_kernel(self, x1, x2, diagonal, compute_ntk, bs) -> Kernel:
         def run(a, b=None, diag=False):
@@ -138,10 +210,17 @@ class Layer:
         return out
 
 
+def _strip_entries(device: torch.device) -> int:
+    """Entries per row strip in :meth:`Layer._strip_kernel`: about 4 MB of float64 per temporary on
+    the CPU (a few of them fit the last-level cache), larger on accelerators (fewer kernel launches)."""
+    return 1 << 19 if device.type == "cpu" else 1 << 22
+
+
 def _check_finite(k: Kernel, layer: Layer) -> None:
     for name in ("nngp", "ntk"):
         t = getattr(k, name)
-        if t is not None and not bool(torch.isfinite(t).all()):
+        # one pass (the sum) when all is well; the entrywise test only if the sum is not finite
+        if t is not None and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
             raise FloatingPointError(
                 f"the {name} kernel of {layer!r} overflowed {t.dtype} (it has non-finite entries). "
                 "Off the critical initialization the variance grows geometrically with depth "
@@ -171,19 +250,23 @@ class Dense(Layer):
         extra = "" if self.parameterization == "ntk" else ", parameterization='standard'"
         return f"Dense({self.width}, W_std={self.W_std}, b_std={self.b_std}{extra})"
 
+    entrywise = True
+
     def kernel_fn(self, k: Kernel) -> Kernel:
         w2 = self.W_std ** 2
         b2 = 0.0 if self.b_std is None else self.b_std ** 2
         affine = lambda t: w2 * t + b2
-        nngp = affine(k.nngp)
+        nngp = (k.nngp * w2).add_(b2)  # w2 nngp + b2, in place on the new tensor
         var1 = affine(k.var1)
         var2 = var1 if k.var2 is k.var1 else affine(k.var2)
         ntk = k.ntk
         if ntk is not None:
             if self.parameterization == "ntk":
-                ntk = nngp + w2 * ntk
-            else:
-                ntk = k.width * k.nngp + w2 * ntk + (0.0 if self.b_std is None else 1.0)
+                ntk = (ntk * w2).add_(nngp)  # nngp' + w2 ntk
+            else:  # width nngp + w2 ntk (+ 1 for the bias gradient)
+                ntk = (k.nngp * k.width).add_(ntk * w2)
+                if self.b_std is not None:
+                    ntk.add_(1.0)
         return k.replace(nngp=nngp, ntk=ntk, var1=var1, var2=var2, width=self.width, is_input=False)
 
     def build(self, in_dim, generator, dtype):
@@ -212,6 +295,10 @@ class Serial(Layer):
 
     def __len__(self) -> int:
         return len(self.layers)
+
+    @property
+    def entrywise(self) -> bool:
+        return all(layer.entrywise for layer in self.layers)
 
     def __getitem__(self, i):
         return self.layers[i] if isinstance(i, int) else Serial(*self.layers[i])
