@@ -11,15 +11,19 @@ from typing import Callable
 import torch
 
 
-def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` untimed runs.
+def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, min_total: float = 1.0,
+                max_repeats: int = 25) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed runs.
 
-    ``fn`` must finish its work before returning (jax: ``block_until_ready``).
+    At least ``repeats`` runs, and more (up to ``max_repeats``) until ``min_total`` seconds have
+    been timed: fast cases get many samples, so that a burst of load from other processes on a
+    shared machine does not move the median. ``fn`` must finish its work before returning
+    (jax: ``block_until_ready``).
     """
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_total and len(times) < max_repeats):
         gc.collect()
         t0 = time.perf_counter()
         fn()

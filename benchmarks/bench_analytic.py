@@ -9,8 +9,9 @@ float64; both kernels of ``k(x, x)`` (``x2=None``), shape (m, m).
   ("nngp", "ntk"))`` with ``jax_enable_x64``, compiled by an untimed warm-up call and timed with
   ``block_until_ready``.
 
-Times are medians of ``--repeats`` runs after one warm-up. ``ratio`` = ntklib / neural-tangents
-(target <= 0.5). ``NTK diff`` is max |ntklib - NT| / max |NT| of the NTK off the diagonal and on
+Times are medians of at least ``--repeats`` runs after one warm-up (fast cases get more runs, up
+to 1 s of timing, so that bursts of load on a shared machine do not move them). ``ratio`` =
+ntklib / neural-tangents (target <= 0.5). ``NTK diff`` is max |ntklib - NT| / max |NT| of the NTK off the diagonal and on
 it (a check that both computed the same thing). On the diagonal neural-tangents is off by ~1e-8:
 it evaluates the arc-cosine at cos = 1 - O(1e-16) (x.x from a matmul vs |x|^2), giving
 sin(theta) ~ 1e-8, where ntklib's diagonal is exact (theta = 0). Usage::
@@ -20,7 +21,6 @@ sin(theta) ~ 1e-8, where ntklib's diagonal is exact (theta = 0). Usage::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 

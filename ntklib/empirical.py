@@ -17,7 +17,9 @@ For a model :math:`f_\theta: \mathbb R^d \to \mathbb R^k`,
 Implementations (all exact, checked against each other in ``tests/test_empirical.py``):
 
 * ``"jacobian"``: per-example Jacobians with ``vmap(jacrev)`` and their contraction; memory
-  :math:`O(\text{chunk}\cdot k\cdot P)`.
+  :math:`O(\text{chunk}\cdot k\cdot P)`, in blocks over inputs and parameter tensors so that
+  each per-example Jacobian is computed about once. With ``x2=None`` only the blocks on and
+  above the diagonal are computed and mirrored (the result is exactly symmetric).
 * ``"ntvp"``: NTK-vector products: for each basis output of ``x2`` a VJP then a JVP through
   ``f(x1)``; no Jacobian is stored, good when :math:`P` is large and :math:`n_2 k` small.
 * ``"structured"``: ntklib's own dense networks (``arch.module(...)`` of Dense layers and
@@ -80,33 +82,91 @@ def _as_2d_output(out: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _jacobian_ntk(model, x1, x2, mode, chunk):
+    """Jacobian contraction in blocks of inputs *and* parameter tensors.
+
+    A block holds at most ``chunk * k * P`` Jacobian entries (P parameters, k outputs): as many as
+    ``chunk`` rows of the whole Jacobian, the memory bound of the docstring. Parameter tensors are
+    packed into groups whose Jacobian for all inputs fits in a block, so that (for m inputs and
+    groups of P_g parameters) every per-example Jacobian is computed about once instead of
+    m / chunk times; a tensor too large for that is split over inputs instead.
+    """
     params = {name: p.detach() for name, p in model.named_parameters()}
+    symmetric = x2 is None
+    xb = x1 if symmetric else x2
+    with torch.no_grad():
+        k = _as_2d_output(model(x1[:1]), 1).shape[1]
+    sizes = {name: p.numel() for name, p in params.items()}
+    budget = chunk * k * sum(sizes.values())  # Jacobian entries held per block
+    out = None
+    for group in _parameter_groups(sizes, budget // (k * max(x1.shape[0], xb.shape[0]))):
+        rows = max(1, budget // (k * sum(sizes[name] for name in group)))  # inputs per block (>= chunk)
+        out = _accumulate_jacobian_blocks(out, _group_jacobian(model, params, group), x1, xb, symmetric,
+                                          rows, mode)
+    return out
+
+
+def _parameter_groups(sizes: dict, cap: int) -> list[list[str]]:
+    """Parameter names packed (first fit, largest first) into groups of at most ``cap`` parameters;
+    a tensor of ``cap`` or more parameters forms a group of its own."""
+    bins: list[list] = []  # [names, total]
+    for name, size in sorted(sizes.items(), key=lambda item: -item[1]):
+        fit = next((b for b in bins if size < cap and b[1] + size <= cap), None)
+        if fit is None:
+            bins.append([[name], size])
+        else:
+            fit[0].append(name)
+            fit[1] += size
+    return [names for names, _ in bins]
+
+
+def _group_jacobian(model, params: dict, group: list[str]):
+    """x (n, d) -> per-example Jacobians [(n, k, P_t) for t in group] of the outputs w.r.t. ``group``."""
+    fixed = {name: p for name, p in params.items() if name not in group}
+    sub = {name: params[name] for name in group}
 
     def f_single(p, x):  # x (d,) -> (k,)
-        return functional_call(model, p, (x[None],)).reshape(-1)
+        return functional_call(model, {**fixed, **p}, (x[None],)).reshape(-1)
 
     jac_fn = vmap(jacrev(f_single), (None, 0))
+    return lambda x: [t.reshape(t.shape[0], t.shape[1], -1) for t in jac_fn(sub, x).values()]
 
-    def jac(x):  # dict name -> (n, k, P_name)
-        j = jac_fn(params, x)
-        return [t.reshape(t.shape[0], t.shape[1], -1) for t in j.values()]
 
-    xb = x1 if x2 is None else x2
-    rows = []
-    cache2 = None
-    if xb.shape[0] <= chunk:
-        cache2 = jac(xb)
-    for i in range(0, x1.shape[0], chunk):
-        J1 = jac(x1[i:i + chunk])
-        cols = []
-        for j in range(0, xb.shape[0], chunk):
-            J2 = cache2 if cache2 is not None else jac(xb[j:j + chunk])
-            block = sum(_contract(a, b, mode) for a, b in zip(J1, J2))
-            cols.append(block)
-            if cache2 is not None:
-                break
-        rows.append(torch.cat(cols, dim=1))
-    return torch.cat(rows, dim=0)
+def _accumulate_jacobian_blocks(out, jac, x1, xb, symmetric, rows, mode):
+    """out += J(x1) J(xb)^T for one parameter group, in blocks of ``rows`` inputs.
+
+    With ``x2=None`` only the blocks on and above the diagonal are computed (the one on it from a
+    single Jacobian) and mirrored, so the result is exactly symmetric.
+    """
+    n1, n2 = x1.shape[0], xb.shape[0]
+    cache = None  # (start, Jacobian) of the last block of xb: reused when the next block needs it
+    for i in range(0, n1, rows):
+        J1 = cache[1] if symmetric and cache is not None and cache[0] == i else jac(x1[i:i + rows])
+        for j in range(i if symmetric else 0, n2, rows):
+            if symmetric and j == i:
+                J2 = J1
+            elif cache is not None and cache[0] == j:
+                J2 = cache[1]
+            else:
+                cache = None  # at most two blocks of Jacobians alive
+                J2 = jac(xb[j:j + rows])
+                cache = (j, J2)
+            block = sum(_contract(a, b, mode) for a, b in zip(J1, J2))  # (r1, r2, ...)
+            if out is None:
+                out = block.new_zeros((n1, n2) + tuple(block.shape[2:]))
+            if not symmetric:
+                out[i:i + rows, j:j + rows] += block
+            elif j == i:
+                out[i:i + rows, i:i + rows] += 0.5 * (block + _swap_inputs(block))  # exactly symmetric
+            else:
+                out[i:i + rows, j:j + rows] += block
+                out[j:j + rows, i:i + rows] += _swap_inputs(block)  # the block for (x_j, x_i)
+    return out
+
+
+def _swap_inputs(block: torch.Tensor) -> torch.Tensor:
+    """Theta(x', x) from Theta(x, x'): swap the two input axes and, for mode 'full', the two output axes."""
+    block = block.transpose(0, 1)
+    return block.transpose(2, 3) if block.ndim == 4 else block
 
 
 def _contract(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
@@ -172,7 +232,10 @@ def _structured_ntk(model, x1, x2, mode, chunk):
     parts2 = _structured_forward(model, xb)
     rows = []
     for i in range(0, x1.shape[0], chunk):
-        parts1 = _structured_forward(model, x1[i:i + chunk])
+        if x2 is None:  # the rows of x1 were just propagated: slice them instead of recomputing
+            parts1 = [(m, h[i:i + chunk], d[i:i + chunk]) for m, h, d in parts2]
+        else:
+            parts1 = _structured_forward(model, x1[i:i + chunk])
         acc = 0
         for (m, h1, d1), (_, h2, d2) in zip(parts1, parts2):
             gram_h = (m.weight_scale ** 2) * (h1 @ h2.T) + m.bias_scale ** 2  # (n1, n2)

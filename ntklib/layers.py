@@ -121,7 +121,7 @@ class Layer:
         n1, n2, d = x1.shape[0], V2[0].shape[0], x1.shape[1]
         nngp = x1.new_empty(n1, n2)
         ntk = x1.new_empty(n1, n2) if compute_ntk else None
-        rows = max(1, _strip_entries(x1.device) // n2)
+        rows = max(1, min(_strip_entries(x1.device) // n2, max(32, -(-n1 // 8))))  # and >= 8 strips if >= 32 rows
         t = None
         for i0 in range(0, n1, rows):
             i1 = min(n1, i0 + rows)

@@ -215,6 +215,23 @@ def test_empirical_ntk_matches_neural_tangents_empirical_ntk_fn(name, implementa
         assert_matches_nt(trace, mean, RTOL_EMPIRICAL, what + " trace")
 
 
+@pytest.mark.parametrize("chunk_size", [1, 3])
+@pytest.mark.parametrize("name", [n for n in EMPIRICAL if len(BY_NAME[n]["layers"]) < 20])
+def test_empirical_ntk_in_small_blocks_matches_neural_tangents(name, chunk_size):
+    """Small chunks force every blocking path (inputs, parameter groups, split tensors, mirrored blocks)."""
+    net = network_with_nt_weights(name)
+    keep = [i for i in range(X1.shape[0]) if not (name in RELU_KINK_AT_ZERO_ROW and i == ZERO_ROW)]
+    for implementation in ("jacobian", "structured", "ntvp"):
+        for which, x2 in (("11", None), ("12", X2)):
+            ref = REF[f"{name}/emp_ntk_{which}"]
+            cols = keep if which == "11" else list(range(ref.shape[1]))
+            full = nk.empirical_ntk(net, X1, x2, mode="full", implementation=implementation, chunk_size=chunk_size)
+            assert_matches_nt(full[keep][:, cols], ref[keep][:, cols], RTOL_EMPIRICAL,
+                              f"{name} {implementation} chunk_size={chunk_size} x2={'None' if x2 is None else 'x2'}")
+            if x2 is None and implementation == "jacobian":
+                assert torch.equal(full, full.transpose(0, 1).transpose(2, 3)), "not exactly symmetric"
+
+
 @pytest.mark.parametrize("name", sorted(RELU_KINK_AT_ZERO_ROW))
 def test_empirical_ntk_at_relu_kink_matches_nt_once_relu_derivative_at_zero_is_one_half(name):
     """The zero row differs only by the subgradient chosen at relu's kink: jax's 1/2 vs torch's 0."""
