@@ -118,6 +118,9 @@ class Layer:
 
         V1 = variances(k0.var1)
         V2 = V1 if symmetric else variances(k0.var2)
+        from .activations import Activation  # (activations imports this module)
+        plain_activation = [isinstance(layer, Activation) and type(layer).kernel_fn is Activation.kernel_fn
+                             for layer in layers]
         n1, n2, d = x1.shape[0], V2[0].shape[0], x1.shape[1]
         nngp = x1.new_empty(n1, n2)
         ntk = x1.new_empty(n1, n2) if compute_ntk else None
@@ -135,7 +138,12 @@ class Layer:
             t = k0.replace(nngp=c, ntk=torch.zeros_like(c) if compute_ntk else None,
                            var1=V1[0][i0:i1], var2=V2[0][j0:], symmetric=False)
             for l, layer in enumerate(layers, start=1):
-                t = layer.kernel_fn(t).replace(var1=V1[l][i0:i1], var2=V2[l][j0:])
+                if plain_activation[l - 1]:  # Activation.kernel_fn without its variances (known: V)
+                    nngp_l, dot = layer.dual(t.nngp, t.var1[:, None], t.var2[None, :], need_dot=compute_ntk)
+                    t = t.replace(nngp=nngp_l, ntk=None if dot is None else t.ntk * dot, is_input=False)
+                else:
+                    t = layer.kernel_fn(t)
+                t = t.replace(var1=V1[l][i0:i1], var2=V2[l][j0:])
                 if symmetric:
                     t.nngp.diagonal().copy_(t.var1)
             nngp[i0:i1, j0:] = t.nngp
