@@ -117,8 +117,9 @@ class ABRelu(Activation):
             return self._dual_differentiable(c, v1, v2, need_dot)  # in-place ops would break autograd
         a, b = self.a, self.b
         prod = v1 * v2  # (n1, n2) S11 S22
-        s = c * c  # (n1, n2)
-        torch.sub(prod, s, out=s).clamp_(min=0.0).sqrt_()  # sqrt(S11 S22) sin(theta) (clamped: rounding)
+        cc = c * c  # (n1, n2)
+        s = torch.sub(prod, cc, out=cc) if cc.shape == prod.shape else prod - cc
+        s.clamp_(min=0.0).sqrt_()  # sqrt(S11 S22) sin(theta), clamped at 0 (rounding)
         zero = None
         if bool(v1.amin() * v2.amin() == 0):  # a zero-norm input (rare): theta := pi/2 where S11 S22 == 0
             zero = prod == 0

@@ -273,23 +273,3 @@ def test_row_strip_path_matches_neural_tangents(name, monkeypatch):
         assert_matches_nt(k.ntk, ntk, RTOL_CLOSED, f"{name} row strips ntk {which}")
         if which == "11":
             assert torch.equal(k.ntk, k.ntk.T) and torch.equal(k.nngp, k.nngp.T)
-
-
-@pytest.mark.parametrize("x2_rows", [None, 900])
-def test_row_strip_path_matches_untiled_recursion_with_exact_diagonal(x2_rows):
-    """The default path for large kernels (row strips) against one pass over the whole matrix."""
-    gen = torch.Generator().manual_seed(1)
-    x1 = torch.randn(1201, 30, generator=gen, dtype=torch.float64)  # 1201 x 1201 or 900 entries: 3 strips
-    x1[7], x1[8], x1[9] = x1[3], -x1[3], 0.0  # repeated, negated and zero rows
-    x2 = None if x2_rows is None else torch.randn(x2_rows, 30, generator=gen, dtype=torch.float64)
-    arch = nk.serial(nk.Dense(64, 1.5, 0.1), nk.Relu(), nk.Dense(64, 1.2, None, "standard"), nk.Erf(1.1, 0.7, 0.2),
-                     nk.Dense(64, 1.3, 0.0), nk.Gelu(), nk.Dense(64, 1.4, 0.2), nk.LeakyRelu(0.1), nk.Dense(1, 1.0, 0.1))
-    strips = arch.kernel(x1, x2)
-    whole = arch.kernel_fn(nk.Kernel.from_inputs(x1, x2))
-    for f in ("nngp", "ntk"):
-        a, b = getattr(strips, f), getattr(whole, f)
-        assert float((a - b).abs().max() / b.abs().max()) < 1e-14, f
-        if x2 is None:
-            assert torch.equal(a, a.T), f"{f} from row strips is not exactly symmetric"
-            assert torch.equal(a.diagonal(), b.diagonal()), f"{f} diagonal differs from the untiled path"
-    assert torch.equal(strips.var1, whole.var1)
