@@ -34,6 +34,12 @@ Two documented differences, both at points where the math leaves a choice or neu
   needs relu'(0), where ReLU has no derivative. jax differentiates ``max(x, 0)`` to 1/2 at the
   tie, torch's ``relu`` to 0; both are subgradients. Only the zero row differs, and it matches
   once ntklib's network uses relu'(0) = 1/2 (checked below).
+
+Not visible with these 5-dimensional inputs, but with d = 784 (``benchmarks/bench_analytic.py``):
+neural-tangents' ReLU NTK *diagonal* is off by ~1e-8 relative, because it evaluates the arc-cosine
+at cos = 1 - O(1e-16) (x.x from a matmul against |x|^2 from a sum); ntklib's diagonal is exact.
+The finding that made ntklib change: ``ABRelu``'s torch function differentiated to a + b at 0
+(not a subgradient); it is now the left slope a, like torch's relu and leaky_relu (last test).
 """
 from __future__ import annotations
 
