@@ -309,17 +309,24 @@ def test_course_notebook_slider_redraws_plot_in_jupyterlab(notebook, course_serv
     # 1. keyboard: focus the handle, one step right (left when already at the maximum)
     img0 = image_sources(cell)
     assert img0, f"{name}: no plot image rendered next to the slider"
+
+    def expect_redraw(stem, message, img_before):
+        """Wait for the plot to change from img_before; on time-out save a screenshot and fail with message()."""
+        try:
+            wait_images_change(page, cell_index, img_before, REDRAW_MS)
+        except playwright_sync.TimeoutError:
+            shot.screenshot(path=str(shots / f"{stem}-FAILED.png"))
+            pytest.fail(message())
+
     v0 = slider_value(handle)
     now, vmax = (_as_float(handle.get_attribute(a) or "") for a in ("aria-valuenow", "aria-valuemax"))
     at_max = now is not None and vmax is not None and now >= vmax
     key = "ArrowLeft" if at_max else "ArrowRight"
     handle.focus()
     page.keyboard.press(key)
-    try:
-        wait_images_change(page, cell_index, img0, REDRAW_MS)
-    except playwright_sync.TimeoutError:
-        shot.screenshot(path=str(shots / f"{name}-2-keyboard-FAILED.png"))
-        pytest.fail(f"{name}: after {key} on the slider (value {v0} -> {slider_value(handle)}) the plot did not change")
+    expect_redraw(f"{name}-2-keyboard",
+                  lambda: f"{name}: after {key} on the slider (value {v0} -> {slider_value(handle)}) the plot did not change",
+                  img0)
     v1 = slider_value(handle)
     assert v1 != v0, f"{name}: {key} did not move the slider (value stayed {v0})"
     img1 = image_sources(cell)
@@ -334,11 +341,10 @@ def test_course_notebook_slider_redraws_plot_in_jupyterlab(notebook, course_serv
     page.mouse.down()
     page.mouse.move(x0 + dx, y0, steps=8)
     page.mouse.up()
-    try:
-        wait_images_change(page, cell_index, img1, REDRAW_MS)
-    except playwright_sync.TimeoutError:
-        shot.screenshot(path=str(shots / f"{name}-3-mouse-FAILED.png"))
-        pytest.fail(f"{name}: dragging the slider by {dx:+.0f} px (value {v1} -> {slider_value(handle)}) did not change the plot")
+    expect_redraw(f"{name}-3-mouse",
+                  lambda: f"{name}: dragging the slider by {dx:+.0f} px (value {v1} -> {slider_value(handle)}) "
+                  "did not change the plot",
+                  img1)
     v2 = slider_value(handle)
     assert v2 != v1, f"{name}: dragging did not move the slider (value stayed {v1})"
     if _as_float(v1) is not None and _as_float(v2) is not None:
