@@ -5,7 +5,7 @@ Layout: solutions/<assignment>/<assignment>.ipynb  ->  course/<assignment>/<assi
 The grading work folders (submitted/, autograded/, feedback/), the gradebook (gradebook.db)
 and a local exchange (exchange/) live next to this file when you grade from a clone of the
 repository; all of them are git-ignored. Commands: docs/instructors.md. Every setting below
-is exercised by tests/test_pipeline.py (the simulated class).
+is exercised by tests/course/test_pipeline.py (the simulated class).
 """
 from nbclient.exceptions import DeadKernelError
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor

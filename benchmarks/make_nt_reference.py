@@ -1,6 +1,6 @@
-r"""Make ``tests/data/nt_reference.npz``: kernels computed by neural-tangents, the field's reference library.
+r"""Make ``tests/library/data/nt_reference.npz``: kernels computed by neural-tangents, the field's reference library.
 
-``tests/test_neural_tangents_reference.py`` (which needs no jax) rebuilds every architecture in
+``tests/library/test_neural_tangents_reference.py`` (which needs no jax) rebuilds every architecture in
 ntklib and checks that it reproduces these numbers. neural-tangents is an independent
 implementation (JAX, Google), so its outputs are a legitimate oracle for ntklib.
 
@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _nt import import_neural_tangents, versions  # noqa: E402
 
-OUT = ROOT / "tests" / "data" / "nt_reference.npz"
+OUT = ROOT / "tests" / "library" / "data" / "nt_reference.npz"
 
 
 # ---------------------------------------------------------------------------------------------

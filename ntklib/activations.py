@@ -8,7 +8,7 @@ a nonlinearity :math:`\phi` maps the kernel record as
     \Theta' = \dot\Sigma\,\Theta, \quad \dot\Sigma = \mathbb E[\phi'(u)\phi'(v)].
 
 Closed forms (derived in notebooks 01-02, checked against quadrature and Monte Carlo in
-``tests/test_activations.py``), with :math:`\theta = \arccos\big(\Sigma_{12}/\sqrt{\Sigma_{11}\Sigma_{22}}\big)`:
+``tests/library/test_activations.py``), with :math:`\theta = \arccos\big(\Sigma_{12}/\sqrt{\Sigma_{11}\Sigma_{22}}\big)`:
 
 * ``ABRelu(a, b)`` (:math:`\phi(x) = a\min(x,0) + b\max(x,0)`; ``Relu`` is (0, 1)):
   :math:`\Sigma' = \frac{(a-b)^2}{2\pi}\sqrt{\Sigma_{11}\Sigma_{22}-\Sigma_{12}^2} + \big(\frac{a^2+b^2}{2} - \frac{(a-b)^2}{2\pi}\theta\big)\Sigma_{12}`,

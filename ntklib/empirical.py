@@ -14,7 +14,7 @@ For a model :math:`f_\theta: \mathbb R^d \to \mathbb R^k`,
   that converges to the analytic per-output kernel ``arch.kernel(...).ntk`` (neural-tangents
   calls this ``trace_axes=(-1,)``, also normalized by k).
 
-Implementations (all exact, checked against each other in ``tests/test_empirical.py``):
+Implementations (all exact, checked against each other in ``tests/library/test_empirical.py``):
 
 * ``"jacobian"``: per-example Jacobians with ``vmap(jacrev)`` and their contraction; memory
   :math:`O(\text{chunk}\cdot k\cdot P)`, in blocks over inputs and parameter tensors so that

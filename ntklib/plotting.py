@@ -14,7 +14,7 @@ never calls ``plt.show()`` -- the notebook decides when a figure is shown.
   normality measures (Kolmogorov--Smirnov distance, excess kurtosis).
 * :func:`plot_mean_and_band`       -- a mean curve with a shaded band of :math:`\pm n` standard deviations.
 
-Smoke tests: ``tests/test_plotting.py``.
+Smoke tests: ``tests/library/test_plotting.py``.
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ The seed does not say which norm or constant; these are our choices.
 
 Infinite-width kernels (``kernel_fn``), derived in docs/depth.md. Because the readouts are
 independent, the cross terms :math:`\kappa \ne \kappa'` vanish as :math:`n \to \infty`
-(checked numerically by :func:`readout_ntk_blocks` in ``tests/test_shortcut.py``) and
+(checked numerically by :func:`readout_ntk_blocks` in ``tests/library/test_shortcut.py``) and
 
 .. math::
     \Sigma_f = \frac{1}{M}\sum_{\kappa\in R} \sigma_J^2\, \Sigma_h^{(\kappa\hbar)}, \qquad
@@ -199,7 +199,7 @@ class ShortcutModule(nn.Module):
         Sum over dense maps (hidden :math:`W^l`, injection :math:`V^l`, readouts :math:`J_\kappa`) of
         :math:`(s_W^2\, h(x)\cdot h(x') + s_b^2)\, \delta_a(x)\cdot\delta_a(x')` with :math:`\delta_a` the
         gradient of :math:`f_a` with respect to that map's output: cost :math:`O(n_1 n_2 L n)` instead of
-        the Jacobian's :math:`O(n_1 n_2 L n^2)`. Checked against the Jacobian path in tests/test_shortcut.py.
+        the Jacobian's :math:`O(n_1 n_2 L n^2)`. Checked against the Jacobian path in tests/library/test_shortcut.py.
         """
         parts1 = self._grad_parts(x1)
         parts2 = parts1 if x2 is None else self._grad_parts(x2)

@@ -12,7 +12,7 @@ can tell, a hint about the usual mistake (a transposed matrix, a missing ``retur
 * :func:`assert_choice`      -- a multiple-choice answer variable holds one of the offered options.
 
 Used by the grading cells of ``solutions/*/*.ipynb`` and by ``tests/``; tested in
-``tests/test_testing.py``; how grading works: ``docs/instructors.md``.
+``tests/library/test_testing.py``; how grading works: ``docs/instructors.md``.
 """
 from __future__ import annotations
 

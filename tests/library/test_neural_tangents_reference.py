@@ -1,6 +1,6 @@
 r"""ntklib against neural-tangents, the field's reference library (an independent implementation).
 
-``tests/data/nt_reference.npz`` holds kernels computed by neural-tangents 0.6.5 (jax 0.4.23,
+``tests/library/data/nt_reference.npz`` holds kernels computed by neural-tangents 0.6.5 (jax 0.4.23,
 float64) for 35 architectures -- Dense in both parameterizations with and without bias
 (``b_std=None``), Relu, LeakyRelu, ABRelu, |x|, Erf(a, b, c), Gelu, Identity, Sin(a, b, c), tanh
 by Gauss--Hermite quadrature, depths 0 to 5 and 50, output widths 1 and 3 -- on inputs with a
@@ -14,7 +14,7 @@ Tolerances (relative, entrywise, with an absolute floor of the same size times t
   ``deg`` per axis, the same change of variables), so they agree to rounding (observed 3e-15);
   the looser bound allows for the two libraries' different node/weight routines (scipy's
   ``roots_hermite`` vs numpy's ``hermegauss``). It says nothing about the quadrature error
-  itself, which ``tests/test_activations.py`` bounds against closed forms. The rule is not
+  itself, which ``tests/library/test_activations.py`` bounds against closed forms. The rule is not
   symmetric under swapping x and x' (its error differs), so neural-tangents' ``kernel_fn(x1, None)``
   is not exactly symmetric (here by up to 5e-4 relative). ntklib symmetrizes each quadrature
   layer when ``x2=None``; that path is compared with the symmetrized NT matrix to 1e-7 (observed

@@ -1,4 +1,4 @@
-"""Helpers for tests/test_pipeline.py: run nbgrader, find what must stay secret, simulate students.
+"""Helpers for tests/course/test_pipeline.py: run nbgrader, find what must stay secret, simulate students.
 
 Everything that nbgrader writes (gradebook, logs, work folders, exchange) goes into temporary
 directories; nothing is written into the repository.
@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 COURSE = REPO / "course"
 CONFIG = REPO / "nbgrader_config.py"
@@ -246,7 +246,7 @@ def write_instructor_config(course_root: Path, exchange: Path, cell_timeout: int
     first cell's imports alone can take tens of seconds, and a timeout there would fail a student
     for nothing."""
     text = CONFIG.read_text()
-    text += ("\n# --- added by tests/test_pipeline.py for the simulated class ---\n"
+    text += ("\n# --- added by tests/course/test_pipeline.py for the simulated class ---\n"
              f"c.Exchange.root = {str(exchange)!r}\n\n\n"
              "def _cell_timeout(cell):\n"
              "    nbgrader = cell.get('metadata', {}).get('nbgrader', {})\n"

@@ -17,6 +17,8 @@ from torch import nn
 
 import ntklib as nk
 
+EPS = torch.finfo(torch.float64).eps  # 2.2e-16: tolerances below are multiples of float64 rounding
+
 
 @pytest.mark.parametrize("x2_rows", [None, 900])
 def test_row_strip_path_matches_untiled_recursion_with_exact_diagonal(x2_rows):
@@ -32,12 +34,14 @@ def test_row_strip_path_matches_untiled_recursion_with_exact_diagonal(x2_rows):
     whole = arch.kernel_fn(nk.Kernel.from_inputs(x1, x2))
     for f in ("nngp", "ntk"):
         a, b = getattr(strips, f), getattr(whole, f)
-        assert float((a - b).abs().max() / b.abs().max()) < 1e-14, f
-        if x2 is None:
+        # Two computations: a GEMM on a strip and one on the whole matrix may round differently (BLAS
+        # blocking, instruction set), and elementwise kernels take vector or scalar paths by position.
+        # Each entry passes 9 layers of a few correctly rounded operations: 64 eps of the scale is ample.
+        assert float((a - b).abs().max()) <= 64 * EPS * float(b.abs().max()), f
+        if x2 is None:  # exact by construction: the upper triangle is mirrored, the diagonal reset
             assert torch.equal(a, a.T), f"{f} from row strips is not exactly symmetric"
             assert torch.equal(a.diagonal(), b.diagonal()), f"{f} diagonal differs from the untiled path"
-        else:  # no mirroring: the very same operations entry by entry
-            assert torch.equal(a, b), f
+    # the variances: the same vector operations on the same vectors in both paths
     assert torch.equal(strips.var1, whole.var1)
 
 
@@ -59,7 +63,10 @@ def test_abrelu_in_place_dual_equals_out_of_place_formula(act, shapes):
     c, v1, v2 = (_pos(s) for s in shapes)
     c = 0.1 * c  # |c| < sqrt(v1 v2)
     fast, slow = act.dual(c, v1, v2, need_dot=True), act._dual_differentiable(c, v1, v2, need_dot=True)
-    assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
+    # The same formula, but in-place and out-of-place loops over broadcast shapes may evaluate atan2
+    # by a vector or a scalar routine: agreement to a few units in the last place, not bit for bit.
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=8 * EPS, atol=8 * EPS * float(b.abs().max()))
 
 
 def test_abrelu_dual_zero_norm_input_gives_right_angle_in_both_evaluations():
@@ -71,7 +78,8 @@ def test_abrelu_dual_zero_norm_input_gives_right_angle_in_both_evaluations():
     torch.testing.assert_close(dot, torch.full_like(dot, 0.25), rtol=0, atol=0)
     torch.testing.assert_close(nngp, torch.sqrt(v1 * v2) / (2 * torch.pi), rtol=1e-15, atol=0)
     slow = nk.Relu()._dual_differentiable(c, v1, v2, need_dot=True)
-    assert torch.equal(nngp, slow[0]) and torch.equal(dot, slow[1])
+    torch.testing.assert_close(nngp, slow[0], rtol=8 * EPS, atol=0)
+    torch.testing.assert_close(dot, slow[1], rtol=0, atol=0)  # theta = pi/2 is set, not computed: exact
 
 
 class _Small(nn.Module):

@@ -26,7 +26,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # PyPI name -> the conda-forge names that provide it (first one preferred).
 CONDA_NAMES = {

@@ -1,4 +1,4 @@
-"""Helpers for ``tests/test_browser.py``: JupyterLab started like ``make course``, driven by Playwright.
+"""Helpers for ``tests/course/test_browser.py``: JupyterLab started like ``make course``, driven by Playwright.
 
 Nothing here downloads a browser: Playwright drives Debian's Chromium (``/usr/bin/chromium``, installed
 by ``scripts/bootstrap.sh`` when ``make test`` runs as root on Debian/Ubuntu) through ``executable_path``.
@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "browser"
 
 # Flags from the task: no sandbox (root in containers), no GPU, nothing phoning home.
