@@ -33,10 +33,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ntklib.course import SMOKE_VARIABLES
+
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_MB = 1500.0  # 1.5 GB peak per notebook
 TIME_BUDGET_S = 60.0  # reported, never enforced here
-SMOKE_VARS = ("CI", "NBGRADER_EXECUTION", "NTK_SMOKE")
 
 
 
@@ -116,7 +117,7 @@ def kernel_env(mode: str) -> dict[str, str]:
     """The environment the kernel starts with: SMOKE off (``full``) or CI-like (``smoke``)."""
     if mode not in ("full", "smoke"):
         raise ValueError(f"mode must be 'full' or 'smoke'; got {mode!r}")
-    env = {k: v for k, v in os.environ.items() if k not in SMOKE_VARS and k != "NTKLIB_NO_PROGRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in SMOKE_VARIABLES and k != "NTKLIB_NO_PROGRESS"}
     if mode == "smoke":
         env["CI"] = "1"
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # what a notebook gets

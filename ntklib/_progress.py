@@ -4,12 +4,16 @@ from __future__ import annotations
 import os
 import sys
 
+from .course import SMOKE_VARIABLES
+
 
 def progress_enabled(progress: bool | None = None) -> bool:
-    """Explicit ``progress`` wins; otherwise off in CI, under nbgrader and without a terminal/notebook."""
+    """Explicit ``progress`` wins; otherwise off when the notebooks run unattended (CI, nbgrader,
+    ``NTK_SMOKE``: :data:`ntklib.course.SMOKE_VARIABLES`), with ``NTKLIB_NO_PROGRESS`` set, and
+    without a terminal or notebook."""
     if progress is not None:
         return bool(progress)
-    if os.environ.get("CI") or os.environ.get("NBGRADER_EXECUTION") or os.environ.get("NTKLIB_NO_PROGRESS"):
+    if any(os.environ.get(name) for name in (*SMOKE_VARIABLES, "NTKLIB_NO_PROGRESS")):
         return False
     if "ipykernel" in sys.modules:
         return True
