@@ -8,7 +8,7 @@ One architecture, two views::
     net = arch.module(in_dim=x1.shape[1])   # a finite torch.nn.Module from the same layers
     theta = nk.empirical_ntk(net, x1, x2)   # its tangent kernel, converging to k.ntk as width grows
 """
-from ._checks import default_device
+from .validation import default_device
 from .activations import (ABRelu, Abs, Activation, Elementwise, Erf, Gelu, Identity, LeakyRelu, Relu,
                           Sigmoid, Sin, Tanh)
 from .empirical import empirical_nngp, empirical_ntk

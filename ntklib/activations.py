@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._checks import check_nonneg, check_positive_int
+from .validation import check_nonneg, check_positive_int
 from .kernel import Kernel
 from .layers import Layer
 from .networks import ActivationModule

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_nonneg, check_positive_int, default_device
+from .validation import check_choice, check_nonneg, check_positive_int, default_device
 
 __all__ = ["Dataset", "circle_points", "sphere_points", "sine_regression", "teacher_dataset", "digits"]
 

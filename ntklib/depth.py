@@ -45,7 +45,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ._checks import as_inputs, check_nonneg, check_positive_int
+from .validation import as_inputs, check_nonneg, check_positive_int
 from ._progress import progress_bar
 from .activations import ABRelu, Activation, Relu
 from .empirical import empirical_ntk

@@ -57,7 +57,7 @@ from torch import nn
 from torch.func import functional_call, jvp, vjp
 from torch.func import linearize as linearize_fn
 
-from ._checks import as_inputs, check_choice, check_nonneg
+from .validation import as_inputs, check_choice, check_nonneg
 from ._progress import progress_bar
 from .empirical import empirical_ntk
 from .regression import (_as_kernel_matrix, _as_outputs, _as_targets, _pinv_tolerance, _symmetrize,

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
-from ._checks import as_inputs, check_choice, check_positive_int
+from .validation import as_inputs, check_choice, check_positive_int
 from .networks import ActivationModule, DenseModule, SerialModule
 
 __all__ = ["empirical_ntk", "empirical_nngp"]

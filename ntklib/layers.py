@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ._checks import as_inputs, check_choice, check_nonneg, check_positive_int, default_device
+from .validation import as_inputs, check_choice, check_nonneg, check_positive_int, default_device
 from .kernel import Kernel
 from .networks import DenseModule, SerialModule
 

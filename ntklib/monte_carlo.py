@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import as_inputs, check_choice, check_positive_int
+from .validation import as_inputs, check_choice, check_positive_int
 from ._progress import progress_bar
 from .empirical import empirical_nngp, empirical_ntk
 

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._checks import as_inputs, check_choice
+from .validation import as_inputs, check_choice
 from .dynamics import _as_times, _relative_expm1
 from .regression import (_as_kernel_matrix, _as_outputs, _as_targets, _pinv_tolerance, _regularizer,
                          _symmetrize, _warn_singular, psd_solve)

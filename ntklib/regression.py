@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import check_nonneg
+from .validation import check_nonneg
 
 __all__ = ["IllConditionedKernelWarning", "GPPosterior", "psd_solve", "add_diagonal_regularizer",
            "kernel_regression", "gp_posterior"]

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_nonneg, check_positive_int
+from .validation import check_nonneg, check_positive_int
 from .activations import ABRelu, Activation, Erf, Identity, Relu, Sin
 from .kernel import Kernel
 from .layers import Dense, Layer

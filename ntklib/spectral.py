@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._checks import check_positive_int
+from .validation import check_positive_int
 from .dynamics import _as_times
 from .regression import _as_kernel_matrix, _as_outputs, _as_targets, _symmetrize
 

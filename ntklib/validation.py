@@ -1,4 +1,4 @@
-"""Input validation shared by ntklib: every error names the argument and what was expected."""
+"""Argument validation, the one home for it in ntklib: every error names the argument, what was expected and what was given."""
 from __future__ import annotations
 
 import math
