@@ -166,7 +166,7 @@ def test_empirical_ntk_rejects_non_modules_structured_on_generic_and_parameterle
     with pytest.raises(TypeError, match=r"model must be a torch.nn.Module; got function"):
         nk.empirical_ntk(lambda t: t, _x())
     generic = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
-    with pytest.raises(ValueError, match=r"implementation='structured' needs an ntklib dense network"):
+    with pytest.raises(ValueError, match=r"implementation='structured' needs a model that exposes its dense maps"):
         nk.empirical_ntk(generic, _x(), implementation="structured")
     with pytest.raises(ValueError, match=r"model has no parameters"):
         nk.empirical_ntk(nn.Tanh(), _x())
