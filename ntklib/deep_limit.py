@@ -185,7 +185,8 @@ def pairwise_angles(x1, x2=None) -> torch.Tensor:
 
 
 def relu_correlation_iterates(rho1=None, depth: int = 10, *, theta1=None, stable: bool = True,
-                              dtype: torch.dtype = torch.float64, progress: bool | None = None) -> dict:
+                              dtype: torch.dtype = torch.float64, keep: Sequence[int] | None = None,
+                              progress: bool | None = None) -> dict:
     r"""ReLU iterates :math:`\rho^{(l)}`, :math:`l = 1..\text{depth}`, and the normalized NTK, for any shape of start.
 
     Args:
@@ -194,14 +195,23 @@ def relu_correlation_iterates(rho1=None, depth: int = 10, *, theta1=None, stable
       stable: carry angles with :func:`relu_angle_map` (default). ``False`` iterates the arcsin
         formula on :math:`\rho` directly in ``dtype`` (the naive recursion; loses :math:`1-\rho`).
       dtype: float64 (default) or float32, for the naive comparison.
+      keep: the depths to return (default: all of 1..depth); the others are not stored, so a large
+        start (e.g. the angles of an (n, n) Gram matrix) costs memory for the kept depths only.
 
-    Returns a dict of tensors of shape (depth, *shape): ``rho`` (:math:`\rho^{(l)}`),
+    Returns a dict of tensors of shape (depth, *shape) (or (len(keep), *shape)): ``rho`` (:math:`\rho^{(l)}`),
     ``one_minus_rho`` (:math:`1-\rho^{(l)}`, computed as :math:`2\sin^2(\theta/2)` when stable),
     ``theta``, ``rho_dot`` (:math:`\dot h(\rho^{(l)})`) and ``ntk`` (:math:`\bar\Theta^{(l)}`, from
     :math:`\bar\Theta^{(l)} = \frac1l[\rho^{(l)} + (l-1)\,\dot h(\rho^{(l-1)})\,\bar\Theta^{(l-1)}]`),
-    and ``depth`` (1..depth).
+    and ``depth`` (1..depth, or the sorted ``keep``).
     """
     depth = check_positive_int("depth", depth)
+    if keep is None:
+        kept = list(range(1, depth + 1))
+    else:
+        kept = sorted({check_positive_int("keep", int(L)) for L in keep})
+        if not kept or kept[-1] > depth:
+            raise ValueError(f"keep must be a non-empty list of depths in 1..depth={depth}; got {keep!r}.")
+    wanted = set(kept)
     if (rho1 is None) == (theta1 is None):
         raise ValueError("give exactly one of rho1 (correlations) or theta1 (angles).")
     if theta1 is not None:
@@ -220,9 +230,11 @@ def relu_correlation_iterates(rho1=None, depth: int = 10, *, theta1=None, stable
     xp = np if device.type == "cpu" else torch
     if xp is np:
         theta, rho = np.asarray(theta.numpy()), np.asarray(rho.numpy())
-    thetas, rhos, ntks = [theta], [rho], [rho]
+    ntk = rho
+    thetas, rhos, ntks = ([theta], [rho], [rho]) if 1 in wanted else ([], [], [])
     small = False
     for l in progress_bar(range(2, depth + 1), total=depth - 1, desc="depth", progress=progress):
+        theta_prev = theta
         if stable:
             small = small or bool((theta < 0.5).all())  # h(rho) >= rho: angles only decrease
             theta = _relu_angle_step(theta, xp, small=small)
@@ -233,14 +245,16 @@ def relu_correlation_iterates(rho1=None, depth: int = 10, *, theta1=None, stable
             rho = xp.clip(rho, -1.0, 1.0)
             theta = xp.arccos(rho)
         # Theta-bar^(l) = [rho^(l) + (l-1) hdot(rho^(l-1)) Theta-bar^(l-1)] / l, hdot = 1 - theta/pi
-        ntks.append((rho + (l - 1) * (1 - thetas[-1] / math.pi) * ntks[-1]) / l)
-        thetas.append(theta)
-        rhos.append(rho)
+        ntk = (rho + (l - 1) * (1 - theta_prev / math.pi) * ntk) / l
+        if l in wanted:
+            thetas.append(theta)
+            rhos.append(rho)
+            ntks.append(ntk)
     stack = (lambda ts: torch.from_numpy(np.stack(ts)).to(device)) if xp is np else torch.stack
     theta_all, rho_all = stack(thetas).to(dtype), stack(rhos).to(dtype)  # (depth, *shape)
     om = 2 * torch.sin(theta_all / 2) ** 2 if stable else 1 - rho_all
     dot = 1 - theta_all / math.pi
-    return {"depth": torch.arange(1, depth + 1), "rho": rho_all, "one_minus_rho": om,
+    return {"depth": torch.tensor(kept), "rho": rho_all, "one_minus_rho": om,
             "theta": theta_all, "rho_dot": dot, "ntk": stack(ntks).to(dtype)}
 
 
@@ -490,8 +504,9 @@ def normalized_kernels(x1, x2=None, depths: int | Sequence[int] = 10, *, activat
     q1 = (x1 * x1).sum(1) / x1.shape[1]  # (n1,)
     if _is_bias_free_relu(activation, b_std) and stable:
         theta1 = pairwise_angles(x1, x2)  # (n1, n2)
-        it = relu_correlation_iterates(theta1=theta1, depth=Lmax, progress=progress)
-        idx = torch.tensor([L - 1 for L in depths_list])
+        it = relu_correlation_iterates(theta1=theta1, depth=Lmax, keep=depths_list, progress=progress)
+        position = {int(L): i for i, L in enumerate(it["depth"])}
+        idx = torch.tensor([position[L] for L in depths_list])
         a = W_std ** 2 * activation.b ** 2 / 2
         Ls = torch.tensor(depths_list, dtype=torch.float64)
         # Sigma^(L)(x,x) = W^2 a^(L-1) q0 and Theta^(L)(x,x) = L W^2 a^(L-1) q0, a = W^2 b^2 / 2

@@ -262,3 +262,14 @@ def test_iterates_numpy_path_matches_angle_map_torch_path():
     small = theta[:3]
     two = dp.relu_correlation_iterates(theta1=small, depth=3)["theta"][2]
     torch.testing.assert_close(two, dp.relu_angle_map(dp.relu_angle_map(small)), rtol=1e-14, atol=0)
+
+
+def test_iterates_kept_at_chosen_depths_equal_the_full_run():
+    """keep= stores only the chosen depths; they are the same numbers as the full run's rows (same operations)."""
+    full = dp.relu_correlation_iterates(torch.tensor([-0.3, 0.2, 0.9]), 50)
+    part = dp.relu_correlation_iterates(torch.tensor([-0.3, 0.2, 0.9]), 50, keep=[50, 1, 7, 7])
+    assert part["depth"].tolist() == [1, 7, 50]
+    for key in ("rho", "one_minus_rho", "theta", "rho_dot", "ntk"):
+        assert torch.equal(part[key], full[key][[0, 6, 49]]), key  # the same recursion: exactly the same numbers
+    with pytest.raises(ValueError, match="keep"):
+        dp.relu_correlation_iterates(0.3, 5, keep=[6])

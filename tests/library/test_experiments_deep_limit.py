@@ -63,3 +63,32 @@ def test_plain_network_is_the_serial_network_with_a_bias_free_readout():
         xd.plain_network(16, 0)
     with pytest.raises(ValueError, match="kernel"):
         xd.deep_limit_sweep(torch.ones(2, 2), torch.ones(2), torch.ones(1, 2), torch.ones(1), [1], kernel="gp")
+
+
+def test_regression_vs_depth_matches_kernel_regression_written_out_and_accuracy_by_hand():
+    """Both kernels from one pass equal a direct normalized-kernel regression; accuracy is argmax vs labels."""
+    from ntklib.deep_limit import normalized_kernels
+
+    g = torch.Generator().manual_seed(2)
+    x = sphere_points(14, 4, radius=2.0, seed=6)
+    labels = torch.randint(0, 3, (14,), generator=g)
+    y = torch.nn.functional.one_hot(labels, 3).double() - 1 / 3  # (14, 3)
+    r = xd.regression_vs_depth(x[:9], y[:9], x[9:], y[9:], [2, 7], labels_test=labels[9:])
+    ks = normalized_kernels(x, None, [2, 7])
+    for kernel in ("nngp", "ntk"):
+        for i in range(2):
+            K = ks[kernel][i]
+            pred = K[9:, :9] @ torch.linalg.solve(K[:9, :9], y[:9])  # (5, 3)
+            assert float(r[kernel]["test_mse"][i]) == pytest.approx(float(((pred - y[9:]) ** 2).mean()), rel=1e-9)
+            assert float(r[kernel]["accuracy"][i]) == pytest.approx(float((pred.argmax(1) == labels[9:]).double().mean()))
+    single = xd.deep_limit_sweep(x[:9], y[:9], x[9:], y[9:], [2, 7], kernel="ntk")
+    torch.testing.assert_close(single["test_mse"], r["ntk"]["test_mse"], rtol=1e-12, atol=0)
+
+
+def test_ntk_spread_is_a_function_of_depth_over_width():
+    """Same depth/width ratio at two widths: spreads agree within 3 s.e.; a larger ratio spreads more (Hanin & Nica)."""
+    r = xd.ntk_spread_vs_width_and_depth([16, 32], [1, 2, 8], n_seeds=40, seed=1)
+    assert r["rel"].shape == (2, 3) and float(r["ratio"][1, 1]) == pytest.approx(1 / 16)
+    same = (float(r["rel"][0, 0]), float(r["rel_se"][0, 0]), float(r["rel"][1, 1]), float(r["rel_se"][1, 1]))
+    assert abs(same[0] - same[2]) < 3 * math.hypot(same[1], same[3]), same  # ratio 1/16 at widths 16 and 32
+    assert float(r["rel"][0, 2]) > 2 * float(r["rel"][0, 0])  # ratio 1/2 vs 1/16
