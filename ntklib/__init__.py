@@ -27,10 +27,12 @@ __all__ = [
     "empirical_ntk", "empirical_nngp", "monte_carlo_kernel", "MonteCarloKernel", "default_device",
 ]
 
-from . import depth  # noqa: E402  deep limit and depth-induced (shortcut) kernels: docs/depth.md
+# the deep limit (correlation maps, normalized kernels) and depth-induced (shortcut) kernels: docs/depth.md;
+# the sweeps that measure the papers' claims are in ntklib.experiments (imported on demand, never by the library)
+from . import deep_limit  # noqa: E402
 from .shortcut import Shortcut, ShortcutModule  # noqa: E402
 
-__all__ += ["depth", "Shortcut", "ShortcutModule"]
+__all__ += ["deep_limit", "Shortcut", "ShortcutModule"]
 
 # training dynamics, kernel regression, spectra, data sets: docs/dynamics.md
 from . import course, data, dynamics, linalg, predict, regression, spectral, training, validation  # noqa: E402
