@@ -58,6 +58,9 @@ def _prepare(model, x1, x2):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     device, dtype = _model_device_dtype(model)
+    # integer data (e.g. pixel counts) are exact in any float dtype: they take the model's
+    x1, x2 = (x.to(dtype) if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.is_complex()) else x
+              for x in (x1, x2))
     x1, x2 = as_inputs(x1, x2, in_dim=getattr(model, "in_dim", None) if isinstance(model, SerialModule) else None)
     for name, x in (("x1", x1), ("x2", x2)):
         if x is None:
@@ -68,6 +71,12 @@ def _prepare(model, x1, x2):
         if x.dtype != dtype:
             raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; "
                             f"use {name}.to({dtype}) or model.to({dtype}).")
+    with torch.no_grad():
+        out = model(x1[:1])
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model must return one tensor of outputs (n, k) or (n,); model(x) returned a "
+                        f"{type(out).__name__}. Wrap it in a module whose forward returns the output you want "
+                        "the tangent kernel of.")
     return x1, x2
 
 
