@@ -218,10 +218,10 @@ def _class_targets(lab: np.ndarray, classes: Sequence[int], target: str, center_
 
 def _labelled_dataset(x_tr, y_tr, x_te, y_te, l_tr, l_te, name, dtype, device) -> Dataset:
     dev = _device(device)
-    as_t = lambda a: torch.as_tensor(a, dtype=dtype).to(dev)  # noqa: E731
+    as_t = lambda a: torch.tensor(a, dtype=dtype).to(dev)  # noqa: E731  (a copy: the cached arrays stay read-only)
     return Dataset(as_t(x_tr), as_t(y_tr), as_t(x_te), as_t(y_te),
-                   labels_train=torch.as_tensor(l_tr, dtype=torch.int64).to(dev),
-                   labels_test=torch.as_tensor(l_te, dtype=torch.int64).to(dev), name=name)
+                   labels_train=torch.tensor(l_tr, dtype=torch.int64).to(dev),
+                   labels_test=torch.tensor(l_te, dtype=torch.int64).to(dev), name=name)
 
 
 #: Test accuracies published by MNIST-1D's authors (Greydanus & Kobak, arXiv:2011.14439, and the
