@@ -50,7 +50,7 @@ from .linalg import KernelEigen
 from .validation import as_outputs, as_symmetric_kernel, as_targets, as_times, check_nonneg, check_positive_int
 
 __all__ = ["Spectrum", "eigendecomposition", "condition_number", "max_learning_rate", "TargetProjection",
-           "project_targets", "mode_convergence", "residual_modes", "fourier_basis", "circulant_eigenvalues",
+           "project_targets", "band_norms", "mode_convergence", "residual_modes", "fourier_basis", "circulant_eigenvalues",
            "kernel_of_cosine", "legendre_polynomials", "sphere_multiplicity", "zonal_harmonic",
            "dot_product_kernel_eigenvalues", "SphereSpectrum", "sphere_spectrum", "steps_to_fit",
            "effective_regularization", "LearningCurve", "learning_curve"]
@@ -121,6 +121,18 @@ def project_targets(k, y) -> TargetProjection:
     power = (c ** 2).sum(1) / total if float(total) > 0 else torch.zeros_like(c[:, 0])
     return TargetProjection(eigenvalues=s.eigenvalues, coefficients=c[:, 0] if was_1d else c, power=power,
                             cumulative_power=torch.cumsum(power, 0))
+
+
+def band_norms(coordinates, bands) -> torch.Tensor:
+    r"""Norm of ``coordinates`` (..., n) inside each band of eigen-directions: (..., len(bands)).
+
+    ``bands`` is a sequence of index lists (e.g. the eigenvalues of one degree on the sphere, or the
+    cosine and sine of one frequency on the circle). Eigenvectors inside a cluster of nearly equal
+    eigenvalues are not stable under small perturbations of the kernel (a finite width, training);
+    the norm of a residual inside the whole cluster is.
+    """
+    c = torch.as_tensor(coordinates)
+    return torch.stack([c[..., list(b)].norm(dim=-1) for b in bands], -1)
 
 
 def mode_convergence(k_train_train, t=None, *, steps=None, learning_rate: float | None = None,

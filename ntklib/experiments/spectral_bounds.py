@@ -156,20 +156,23 @@ def sphere_learning_curve(arch: Layer, dim: int, sizes: Sequence[int], degrees: 
 
 
 def fit_steps(arch: Layer, x, y, *, tolerance: float = 0.1, max_steps: int = 300, learning_rate_factor: float = 1.0,
-              learning_rate: float | None = None, seed: int = 0) -> dict:
+              learning_rate: float | None = None, skip_beyond: float | None = 3.0, seed: int = 0) -> dict:
     r"""Steps of gradient descent until a real network fits ``y`` to ``tolerance``, and the kernel-regime predictions.
 
     Loss :math:`\frac12\sum_i(f(x_i) - y_i)^2` (``loss="sum"``), the network centred
     (:math:`f - f_0`, so the initial residual is :math:`-y` for every seed), step
     :math:`\eta` = ``learning_rate_factor`` :math:`/\hat\lambda_{\max}` with :math:`\hat\lambda_{\max}` the largest
     eigenvalue of the network's own NTK at initialization (or ``learning_rate`` itself). Measured:
-    the first step k with :math:`\|f_k(X) - y\| \le` ``tolerance`` :math:`\|y\|` (``inf`` if none by ``max_steps``;
-    ``math.nan`` residuals, i.e. divergence, also give ``inf``). Predicted by
+    the first step k with :math:`\|f_k(X) - y\| \le` ``tolerance`` :math:`\|y\|`, or ``inf`` if there is none
+    among the steps run (divergence included): ``max_steps``, or only :math:`3\,k_{own} + 10` when the
+    linearized prediction :math:`k_{own}` is finite and smaller (the run stops early; ``steps_run``). Predicted by
     :func:`ntklib.spectral.steps_to_fit` with the analytic kernel (``predicted_steps``, at
     :math:`\eta` = ``learning_rate_factor`` :math:`/\lambda_{\max}` of that kernel, or ``learning_rate``) and with the
-    network's own :math:`\hat\Theta_0` (``predicted_steps_own``, the linearized network).
+    network's own :math:`\hat\Theta_0` (``predicted_steps_own``, the linearized network). With
+    ``skip_beyond``, a network predicted to need more than ``skip_beyond`` x ``max_steps`` steps is not
+    trained at all (``measured_steps``, ``final_residual`` and ``ntk_change`` are then NaN: not measured).
     Returns floats: those three, ``lambda_min``, ``lambda_max``, ``condition_number`` (analytic),
-    ``lambda_min_own``, ``lambda_max_own``, ``learning_rate``, ``final_residual`` (relative) and
+    ``lambda_min_own``, ``lambda_max_own``, ``learning_rate``, ``steps_run``, ``final_residual`` (relative) and
     ``ntk_change`` (relative Frobenius change of the empirical NTK over the run).
     """
     x = torch.as_tensor(x, dtype=torch.float64)
@@ -187,11 +190,17 @@ def fit_steps(arch: Layer, x, y, *, tolerance: float = 0.1, max_steps: int = 300
            "predicted_steps": float(steps_to_fit(s_inf.eigenvalues, s_inf.eigenvectors.T @ y, eta_inf, eps)),
            "predicted_steps_own": float(steps_to_fit(s_own.eigenvalues, s_own.eigenvectors.T @ y, eta, eps))}
     measured, final, change = math.inf, math.nan, math.nan
+    if skip_beyond is not None and out["predicted_steps_own"] > skip_beyond * max_steps:
+        out.update(steps_run=0.0, measured_steps=math.nan, final_residual=math.nan, ntk_change=math.nan)
+        return out
+    k_own = out["predicted_steps_own"]
+    steps_run = min(max_steps, int(3 * k_own) + 10) if math.isfinite(k_own) else max_steps
+    out["steps_run"] = float(steps_run)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # divergence above the stability limit is a result here, not a mistake
         try:
-            hist = train_network(net, x, y, learning_rate=eta, steps=max_steps, loss="sum", center=True,
-                                 record_steps=list(range(max_steps + 1)), progress=False)
+            hist = train_network(net, x, y, learning_rate=eta, steps=steps_run, loss="sum", center=True,
+                                 record_steps=list(range(steps_run + 1)), progress=False)
             r = (hist.fx_train - y).norm(dim=1) / y.norm()  # (max_steps + 1,)
             hit = (r <= eps).nonzero()
             measured = float(hist.steps[hit[0, 0]]) if hit.numel() else math.inf
@@ -208,7 +217,8 @@ def _random_labels(n: int, seed: int) -> torch.Tensor:
 
 def training_steps_vs_dim(dims: Sequence[int], *, n_points: int = 16, K: int = 4, hbar: int = 2, width: int = 64,
                           input_scale: str = "normalized", tolerance: float = 0.1, max_steps: int = 300,
-                          seed: int = 0, progress: bool | None = None, **shortcut_kwargs) -> dict:
+                          skip_beyond: float | None = 3.0, seed: int = 0, progress: bool | None = None,
+                          **shortcut_kwargs) -> dict:
     r"""Training time against the input dimension d, for the claim :math:`\lambda_{\min}(\mathrm{NTK(d)}) \ge \Omega(d)`.
 
     ``n_points`` Gaussian inputs :math:`x \sim \mathcal N(0, I_d)` (:math:`|x|^2 \approx d`) with random
@@ -216,7 +226,8 @@ def training_steps_vs_dim(dims: Sequence[int], *, n_points: int = 16, K: int = 4
     :math:`\lambda_{\min}` bounds are about), a ``Shortcut(width, K, hbar, **shortcut_kwargs)`` network.
     ``input_scale="normalized"`` feeds x (ntklib's input kernel :math:`x\cdot x'/d`);
     ``"raw"`` feeds :math:`\sqrt d\,x`, i.e. the input kernel :math:`x\cdot x'`, which multiplies the whole
-    NTK of a bias-free network by d (it is positively homogeneous in x). :func:`fit_steps` for each d.
+    NTK of a bias-free network by d (it is positively homogeneous in x). :func:`fit_steps` for each d
+    (``max_steps``, ``skip_beyond`` as there).
 
     Returns (len(dims),) tensors ``d`` and every key of :func:`fit_steps`, plus ``lambda_min_limit``
     (0-d): the :math:`d\to\infty` value of :math:`\lambda_{\min}` with normalized inputs,
@@ -231,7 +242,7 @@ def training_steps_vs_dim(dims: Sequence[int], *, n_points: int = 16, K: int = 4
         x = torch.randn(n_points, int(d), generator=torch.Generator().manual_seed(seed + int(d)), dtype=torch.float64)
         if input_scale == "raw":
             x = math.sqrt(d) * x
-        r = fit_steps(arch, x, y, tolerance=tolerance, max_steps=max_steps, seed=seed)
+        r = fit_steps(arch, x, y, tolerance=tolerance, max_steps=max_steps, skip_beyond=skip_beyond, seed=seed)
         rows["d"].append(int(d))
         for key, v in r.items():
             rows.setdefault(key, []).append(v)
@@ -242,15 +253,17 @@ def training_steps_vs_dim(dims: Sequence[int], *, n_points: int = 16, K: int = 4
 
 
 def training_steps_vs_K(Ks: Sequence[int], *, d: int = 10, n_points: int = 16, hbar: int = 2, width: int = 64,
-                        tolerance: float = 0.1, max_steps: int = 300, learning_rate: float | None = None, seed: int = 0,
-                        progress: bool | None = None, **shortcut_kwargs) -> dict:
+                        tolerance: float = 0.1, max_steps: int = 300, learning_rate: float | None = None,
+                        skip_beyond: float | None = 3.0, seed: int = 0, progress: bool | None = None,
+                        **shortcut_kwargs) -> dict:
     r"""Training time against the number of shortcuts K, for the claim :math:`\sigma_{\max}(\mathrm{NTK(d)}) \le K(2K+1)/6`.
 
     ``n_points`` Gaussian inputs in :math:`\mathbb R^d` with random :math:`\pm1` labels, a
     ``Shortcut(width, K, hbar, **shortcut_kwargs)`` network for each K, :func:`fit_steps` at
     :math:`\eta = 1/\hat\lambda_{\max}` (each network its own largest stable step, halved) or, with
     ``learning_rate``, one fixed step for every K (then the networks whose
-    :math:`\hat\lambda_{\max}` exceeds :math:`2/\eta` leave the kernel regime or diverge).
+    :math:`\hat\lambda_{\max}` exceeds :math:`2/\eta` leave the kernel regime or diverge; pass ``skip_beyond=None``
+    to train them although their linearization diverges).
     Returns (len(Ks),) tensors ``K``, ``claimed_bound`` and every key of :func:`fit_steps`.
     """
     x = torch.randn(n_points, int(d), generator=torch.Generator().manual_seed(seed + int(d)), dtype=torch.float64)
@@ -258,7 +271,8 @@ def training_steps_vs_K(Ks: Sequence[int], *, d: int = 10, n_points: int = 16, h
     rows: dict = {"K": []}
     for K in progress_bar(list(Ks), desc="K", progress=progress):
         arch = Shortcut(width, int(K), hbar, **shortcut_kwargs)
-        r = fit_steps(arch, x, y, tolerance=tolerance, max_steps=max_steps, learning_rate=learning_rate, seed=seed)
+        r = fit_steps(arch, x, y, tolerance=tolerance, max_steps=max_steps, learning_rate=learning_rate,
+                      skip_beyond=skip_beyond, seed=seed)
         rows["K"].append(int(K))
         for key, v in r.items():
             rows.setdefault(key, []).append(v)

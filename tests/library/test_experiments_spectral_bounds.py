@@ -87,3 +87,10 @@ def test_sigma_max_grows_linearly_in_K_while_the_condition_number_stays_flat():
     steps = r["predicted_steps"]
     assert float(steps.max() / steps.min()) < 1.5, steps
     torch.testing.assert_close(r["claimed_bound"], torch.tensor([0.5, 5 / 3, 8 * 17 / 6], dtype=DT))
+
+
+def test_fit_steps_does_not_train_a_network_predicted_to_need_far_more_than_max_steps():
+    x = torch.randn(10, 2, generator=torch.Generator().manual_seed(0), dtype=DT)  # d = 2: badly conditioned
+    y = torch.sign(torch.randn(10, generator=torch.Generator().manual_seed(1), dtype=DT))
+    r = sb.fit_steps(_relu(None, width=64), x, y, tolerance=1e-3, max_steps=5, seed=0)
+    assert r["predicted_steps_own"] > 15 and math.isnan(r["measured_steps"]) and math.isnan(r["ntk_change"])

@@ -416,3 +416,20 @@ def test_new_spectral_helpers_reject_bad_inputs():
         spectral.steps_to_fit([1.0, 0.5], [1.0], 0.1, 0.1)
     with pytest.raises(ValueError, match="learning_rate"):
         spectral.steps_to_fit([1.0], [1.0], 0.0, 0.1)
+
+
+def test_band_norms_equal_the_norm_of_the_projection_on_each_eigenspace():
+    # on equispaced points of the circle the cos and sin of one frequency span a degenerate eigenspace; any
+    # orthonormal basis of it gives the same band norm: the norm of the orthogonal projection on the eigenspace
+    n = 16
+    basis, freqs = spectral.fourier_basis(n)
+    r = torch.randn(3, n, generator=torch.Generator().manual_seed(2), dtype=DT)  # (3, n) three residuals
+    bands = [(freqs == ell).nonzero()[:, 0].tolist() for ell in range(n // 2 + 1)]
+    got = spectral.band_norms(r @ basis, bands)  # (3, 9)
+    for j, b in enumerate(bands):
+        proj = basis[:, b] @ basis[:, b].T  # (n, n) projector on the eigenspace
+        _close(got[:, j], (r @ proj).norm(dim=1), rtol=1e-12, atol=1e-14)
+        rot = torch.linalg.qr(basis[:, b] @ torch.randn(len(b), len(b), generator=torch.Generator().manual_seed(j),
+                                                        dtype=DT)).Q  # another orthonormal basis of it
+        _close(spectral.band_norms(r @ rot, [range(len(b))])[:, 0], got[:, j], rtol=1e-12, atol=1e-14)
+    _close((got ** 2).sum(1), (r ** 2).sum(1), rtol=1e-12, atol=0)
