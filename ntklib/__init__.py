@@ -35,9 +35,10 @@ from .shortcut import Shortcut, ShortcutModule  # noqa: E402
 __all__ += ["deep_limit", "Shortcut", "ShortcutModule"]
 
 # training dynamics, kernel regression, spectra, data sets: docs/dynamics.md
-from . import data, dynamics, predict, regression, spectral  # noqa: E402
-from .dynamics import gradient_flow_mse, train_network  # noqa: E402
+from . import course, data, dynamics, linalg, predict, regression, spectral, training, validation  # noqa: E402
+from .dynamics import gradient_flow_mse  # noqa: E402
 from .regression import gp_posterior, kernel_regression  # noqa: E402
+from .training import train_network  # noqa: E402
 
-__all__ += ["data", "dynamics", "predict", "regression", "spectral", "gradient_flow_mse", "train_network",
-            "gp_posterior", "kernel_regression"]
+__all__ += ["course", "data", "dynamics", "linalg", "predict", "regression", "spectral", "training", "validation",
+            "gradient_flow_mse", "train_network", "gp_posterior", "kernel_regression"]

@@ -141,3 +141,19 @@ def test_bad_arguments_name_the_argument():
         Shortcut(10, 2, activation=torch.relu)
     with pytest.raises(TypeError, match="shortcut"):
         readout_ntk_blocks(nk.Dense(3).module(2, seed=0), torch.ones(1, 2))
+
+
+def test_readout_blocks_leave_the_network_intact():
+    """readout_ntk_blocks runs torch.func on a view of the network: afterwards the network still has its own
+    parameters (not functorch's temporary tensors) and gives the same outputs and empirical NTK."""
+    x = _x(3, 4, 5)
+    net = Shortcut(16, K=3, hbar=1, b_std=0.2).module(4, seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        before = net(x).clone()
+    ntk_before = nk.empirical_ntk(net, x, implementation="jacobian")
+    readout_ntk_blocks(net, x)
+    assert all(type(p) is torch.nn.Parameter for p in net.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=0, atol=0)  # the same computation twice
+    torch.testing.assert_close(nk.empirical_ntk(net, x, implementation="structured"), ntk_before,
+                               rtol=1e-12, atol=1e-13)
