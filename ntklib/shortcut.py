@@ -163,8 +163,11 @@ class ShortcutModule(nn.Module):
     def forward(self, h0: torch.Tensor) -> torch.Tensor:
         return self.readouts(h0).sum(1)  # (n, out_dim)
 
-    def _grad_parts(self, h0: torch.Tensor):
-        """[(s_W, s_b, input (n, in), delta (n, k, out))] for every dense map, delta = d f / d(its output)."""
+    has_ntk_parts = True
+
+    def ntk_parts(self, h0: torch.Tensor):
+        """[(s_W, s_b, input (n, in), delta (n, k, out))] for every dense map, delta = d f / d(its output):
+        the parts of the structured empirical NTK (:mod:`ntklib.empirical`)."""
         k = self.spec.out_dim
         with torch.enable_grad():
             h0 = h0.detach()
@@ -194,21 +197,15 @@ class ShortcutModule(nn.Module):
         return parts
 
     def structured_ntk(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
-        r"""Empirical NTK (mean over outputs, like ``empirical_ntk(mode="trace")``), (n1, n2).
+        r"""Empirical NTK (mean over outputs), (n1, n2): ``empirical_ntk(self, x1, x2, implementation="structured")``.
 
         Sum over dense maps (hidden :math:`W^l`, injection :math:`V^l`, readouts :math:`J_\kappa`) of
-        :math:`(s_W^2\, h(x)\cdot h(x') + s_b^2)\, \delta_a(x)\cdot\delta_a(x')` with :math:`\delta_a` the
-        gradient of :math:`f_a` with respect to that map's output: cost :math:`O(n_1 n_2 L n)` instead of
-        the Jacobian's :math:`O(n_1 n_2 L n^2)`. Checked against the Jacobian path in tests/library/test_shortcut.py.
+        :math:`(s_W^2\, h(x)\cdot h(x') + s_b^2)\, \delta_a(x)\cdot\delta_a(x')`: cost :math:`O(n_1 n_2 L n)`
+        instead of the Jacobian's :math:`O(n_1 n_2 L n^2)`.
         """
-        parts1 = self._grad_parts(x1)
-        parts2 = parts1 if x2 is None else self._grad_parts(x2)
-        k = self.spec.out_dim
-        acc = 0
-        for (sw, sb, h1, d1), (_, _, h2, d2) in zip(parts1, parts2):
-            gram_h = sw ** 2 * (h1 @ h2.T) + sb ** 2  # (n1, n2)
-            acc = acc + gram_h * torch.einsum("iao,jao->ij", d1, d2) / k
-        return acc
+        from .empirical import empirical_ntk
+
+        return empirical_ntk(self, x1, x2, implementation="structured")
 
     def extra_repr(self) -> str:
         return repr(self.spec)
@@ -224,7 +221,9 @@ class ReadoutsView(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
-        self.shortcut = _find_shortcut(net)
+        # not registered a second time as a submodule: torch.func.functional_call swaps parameters by name,
+        # and a module reachable under two names came back holding functorch's temporary tensors
+        self.__dict__["shortcut"] = _find_shortcut(net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x

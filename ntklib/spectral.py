@@ -39,9 +39,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .validation import check_positive_int
-from .dynamics import _as_times
-from .regression import _as_kernel_matrix, _as_outputs, _as_targets, _symmetrize
+from .linalg import KernelEigen
+from .validation import as_outputs, as_symmetric_kernel, as_targets, as_times, check_positive_int
 
 __all__ = ["Spectrum", "eigendecomposition", "condition_number", "max_learning_rate", "TargetProjection",
            "project_targets", "mode_convergence", "residual_modes", "fourier_basis", "circulant_eigenvalues",
@@ -62,20 +61,17 @@ class Spectrum:
 
 
 def eigendecomposition(k, *, name: str = "k") -> Spectrum:
-    r""":math:`K = V\,\mathrm{diag}(\lambda)\,V^\top` by ``torch.linalg.eigh`` of the symmetrized ``k`` (n, n),
-    eigenvalues in decreasing order (the largest, most quickly learned, first)."""
-    k = _symmetrize(name, _as_kernel_matrix(name, k, square=True))
-    evals, evecs = torch.linalg.eigh(k)
-    return Spectrum(eigenvalues=evals.flip(0), eigenvectors=evecs.flip(1))
+    r""":math:`K = V\,\mathrm{diag}(\lambda)\,V^\top` of the symmetrized PSD ``k`` (n, n) (:class:`ntklib.linalg.KernelEigen`:
+    negative rounding-level eigenvalues are 0), in decreasing order (the largest, most quickly learned, first)."""
+    eig = KernelEigen.of(as_symmetric_kernel(name, k), name=name)
+    return Spectrum(eigenvalues=eig.eigenvalues.flip(0), eigenvectors=eig.eigenvectors.flip(1))
 
 
 def condition_number(k, *, name: str = "k") -> float:
     r""":math:`\kappa = \lambda_{max}/\lambda_{min}` of a symmetric PSD matrix.
 
     ``inf`` when :math:`\lambda_{min} \le 0`."""
-    k = _symmetrize(name, _as_kernel_matrix(name, k, square=True))
-    evals = torch.linalg.eigvalsh(k)
-    return float(evals[-1]) / float(evals[0]) if float(evals[0]) > 0 else math.inf
+    return eigendecomposition(k, name=name).condition_number
 
 
 def max_learning_rate(k_train_train, y_train_size: int | None = None) -> float:
@@ -85,9 +81,12 @@ def max_learning_rate(k_train_train, y_train_size: int | None = None) -> float:
     neural-tangents' ``predict.max_learning_rate``. Use ``y_train_size=1`` for the loss
     :math:`\frac12\sum(f-y)^2`.
     """
-    k = _symmetrize("k_train_train", _as_kernel_matrix("k_train_train", k_train_train, square=True))
-    n = k.shape[0] if y_train_size is None else check_positive_int("y_train_size", y_train_size)
-    return 2.0 * n / float(torch.linalg.eigvalsh(k)[-1])
+    lam = eigendecomposition(k_train_train, name="k_train_train").eigenvalues
+    n = lam.shape[0] if y_train_size is None else check_positive_int("y_train_size", y_train_size)
+    if not float(lam[0]) > 0:
+        raise ValueError("k_train_train has no positive eigenvalue, so no learning rate is unstable (the kernel does "
+                         "not move the outputs at all): pass a positive semi-definite, nonzero kernel matrix.")
+    return 2.0 * n / float(lam[0])
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def project_targets(k, y) -> TargetProjection:
     target concentrated on the top of the spectrum is learned fast (kernel-target alignment).
     """
     s = eigendecomposition(k)
-    yy, was_1d = _as_targets("y", y, s.eigenvalues.shape[0], s.eigenvalues)
+    yy, was_1d = as_targets("y", y, s.eigenvalues.shape[0], s.eigenvalues)
     c = s.eigenvectors.T @ yy  # (n, k)
     total = (yy ** 2).sum()
     power = (c ** 2).sum(1) / total if float(total) > 0 else torch.zeros_like(c[:, 0])
@@ -132,11 +131,11 @@ def mode_convergence(k_train_train, t=None, *, steps=None, learning_rate: float 
     if (t is None) == (steps is None):
         raise ValueError("give either t (gradient flow) or steps with learning_rate (gradient descent).")
     if t is not None:
-        tt = _as_times("t", t, lam).reshape(-1, 1)
+        tt = as_times("t", t, lam).reshape(-1, 1)
         return torch.exp(-lam * tt / norm)
     if learning_rate is None or not float(learning_rate) > 0:
         raise ValueError(f"learning_rate must be > 0 with steps; got {learning_rate!r}.")
-    kk = _as_times("steps", steps, lam, integer=True).reshape(-1, 1)
+    kk = as_times("steps", steps, lam, integer=True).reshape(-1, 1)
     return (1.0 - float(learning_rate) * lam / norm) ** kk
 
 
@@ -147,8 +146,8 @@ def residual_modes(k_train_train, y_train, t, *, fx_train_0=0.0, normalization: 
     in :func:`mode_convergence`); their squares sum to :math:`\|f_t(X) - Y\|^2`.
     """
     s = eigendecomposition(k_train_train, name="k_train_train")
-    y, was_1d = _as_targets("y_train", y_train, s.eigenvalues.shape[0], s.eigenvalues)
-    f0 = _as_outputs("fx_train_0", fx_train_0, tuple(y.shape), s.eigenvalues)
+    y, was_1d = as_targets("y_train", y_train, s.eigenvalues.shape[0], s.eigenvalues)
+    f0 = as_outputs("fx_train_0", fx_train_0, tuple(y.shape), s.eigenvalues)
     c0 = s.eigenvectors.T @ (f0 - y)  # (n, k)
     decay = mode_convergence(k_train_train, t, normalization=normalization)  # (T, n)
     out = decay[:, :, None] * c0  # (T, n, k)
@@ -187,7 +186,7 @@ def circulant_eigenvalues(k, *, check: bool = True) -> torch.Tensor:
     circle is circulant because it depends only on the angle between the points. ``check`` raises
     if ``k`` is not circulant up to rounding.
     """
-    k = _symmetrize("k", _as_kernel_matrix("k", k, square=True))
+    k = as_symmetric_kernel("k", k)
     n = k.shape[0]
     row = k[0]  # (n,)
     if check:

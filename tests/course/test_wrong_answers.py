@@ -24,7 +24,6 @@ The course design asks for at least one plausible wrong answer per exercise:
 """
 from __future__ import annotations
 
-import copy
 import importlib.util
 from pathlib import Path
 

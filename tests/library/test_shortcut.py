@@ -1,4 +1,4 @@
-"""ntklib.shortcut and the depth-induced measurements of ntklib.depth (Seed 000).
+"""ntklib.shortcut: the shortcut network's two views, its kernel, the constraint (measurements: test_experiments_depth_induced.py).
 
 Truths used: ntklib's plain serial kernels (the shortcut kernel must be their readout average),
 Monte Carlo over finite networks with standard-error tolerances, the Jacobian empirical NTK
@@ -14,12 +14,12 @@ import torch
 from scipy import stats
 
 import ntklib as nk
-from ntklib import depth as dp
+from ntklib.data import sphere_points
 from ntklib.shortcut import Shortcut, lipschitz_constant, readout_ntk_blocks, shortcut_module
 
 
 def _x(n=4, d=3, seed=0):
-    return dp.sphere_inputs(n, d, seed=seed)
+    return sphere_points(n, d, radius=math.sqrt(d), seed=seed)
 
 
 def test_single_top_readout_equals_plain_serial_kernel():
@@ -61,7 +61,7 @@ def test_analytic_nngp_matches_monte_carlo_of_finite_shortcut_networks():
 def test_analytic_ntk_matches_monte_carlo_of_finite_shortcut_networks():
     x = _x(3, 3, 4)
     arch = Shortcut(256, K=2, hbar=2, activation=nk.Erf(), b_std=0.3, inject_std=0.7, W_std=1.0)
-    s = dp.ntk_samples(arch, x, n_seeds=24, seed=20)  # (S, 3, 3)
+    s = nk.monte_carlo_kernel(arch, x, n_samples=24, seed=20, get="ntk", keep_samples=True).ntk_samples  # (S, 3, 3)
     mean, se = s.mean(0), s.std(0) / math.sqrt(s.shape[0])
     exact = arch.kernel(x).ntk
     # 4 standard errors plus 2% for the O(depth / width) bias of the finite-width mean
@@ -132,57 +132,6 @@ def test_lipschitz_constants_match_closed_forms():
     assert lipschitz_constant(nk.Gelu()) == pytest.approx(gelu_max, rel=1e-8)
 
 
-def test_output_is_exactly_a_gaussian_scale_mixture():
-    """f(x) / s(x) is N(0, 1) (s^2 = Var(f | hidden layers)), while f itself is far from Gaussian at width 4."""
-    x = _x(1, 3, 7)
-    arch = dp.plain_network(4, 3)
-    f, s2 = dp.output_samples(arch, x, n_seeds=800, seed=0, with_variance=True)
-    alive = s2[:, 0] > 0  # at width 4 some networks are dead (all ReLUs off): f = 0 exactly, an atom
-    z = (f[alive] / s2[alive].sqrt())[:, 0].numpy()
-    assert stats.kstest(z, "norm").pvalue > 1e-3  # a correct scale mixture fails this 1 time in 1000
-    assert stats.shapiro(f[:, 0].numpy()).pvalue < 1e-6
-    sc = Shortcut(6, K=3, hbar=1, inject_std=1.0, stable_eps=0.9)
-    f, s2 = dp.output_samples(sc, x, n_seeds=500, seed=0, with_variance=True)
-    assert stats.kstest((f / s2.sqrt())[:, 0].numpy(), "norm").pvalue > 1e-3
-
-
-def test_ntk_d_fluctuation_falls_with_K_under_constraint_with_input_injection():
-    """Relative seed-to-seed spread of NTK(d) at width 10: K = 16 below 0.6 x K = 1 (measured ratio ~0.4, s.e. ~0.03)."""
-    r = dp.fluctuation_vs_K([1, 16], width=10, hbar=2, n_seeds=40, seed=0, stable_eps=0.9, inject_std=1.0)
-    assert float(r["rel"][1]) < 0.6 * float(r["rel"][0]), r
-    assert float(r["rel"][1]) + 3 * float(r["rel_se"][1]) < float(r["rel"][0]) - 3 * float(r["rel_se"][0])
-
-
-def test_literal_shortcut_network_ntk_fluctuation_rises_with_K():
-    """Seed's network as described (critical ReLU, no constraint, no injection): the spread grows (0.7 -> 2.6+)."""
-    r = dp.fluctuation_vs_K([1, 8], width=10, hbar=2, n_seeds=40, seed=0)
-    assert float(r["rel"][1]) > 2 * float(r["rel"][0]), r
-
-
-def test_plain_narrow_deep_ntk_fluctuation_rises_with_depth():
-    """Plain width-10 ReLU MLP: spread at depth 16 above 2 x depth 1 (measured 0.6-0.7 -> 2.9-5.6)."""
-    r = dp.plain_fluctuation_vs_depth([1, 16], width=10, n_seeds=40, seed=0)
-    assert float(r["rel"][1]) > 2 * float(r["rel"][0]), r
-
-
-def test_constraint_without_injection_forgets_the_input():
-    """Constraint + bias, no injection: the seed-averaged NTK(d) tends to an x-independent constant as K grows."""
-    x = _x(5, 3, 8)
-    r = dp.fluctuation_vs_K([1, 32], width=10, hbar=1, n_seeds=12, x=x, stable_eps=0.9, b_std=0.5)
-    inj = dp.fluctuation_vs_K([32], width=10, hbar=1, n_seeds=12, x=x, stable_eps=0.9, b_std=0.5, inject_std=1.0)
-    # mean normalized off-diagonal (1 = constant kernel): measured 0.11 (K=1) -> 0.75 (K=32), with injection 0.27
-    assert float(r["offdiag_corr"][1]) > 0.65 and float(r["offdiag_corr"][1]) > float(r["offdiag_corr"][0]) + 0.5
-    assert float(inj["offdiag_corr"][0]) < 0.4
-
-
-def test_training_reduces_loss_and_ntk_moves_less_at_larger_K_with_width_K_squared():
-    r = dp.training_invariance([2, 4], steps=60, n_points=8, n_seeds=2,
-                               variants={"stable_inject": {"stable_eps": 0.9, "inject_std": 1.0}})
-    v = r["stable_inject"]
-    assert bool((v["loss_ratio"] < 0.5).all())
-    assert float(v["rel_change"][1]) < float(v["rel_change"][0])
-
-
 def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="stable_eps"):
         Shortcut(10, 2, stable_eps=1.5)
@@ -192,3 +141,19 @@ def test_bad_arguments_name_the_argument():
         Shortcut(10, 2, activation=torch.relu)
     with pytest.raises(TypeError, match="shortcut"):
         readout_ntk_blocks(nk.Dense(3).module(2, seed=0), torch.ones(1, 2))
+
+
+def test_readout_blocks_leave_the_network_intact():
+    """readout_ntk_blocks runs torch.func on a view of the network: afterwards the network still has its own
+    parameters (not functorch's temporary tensors) and gives the same outputs and empirical NTK."""
+    x = _x(3, 4, 5)
+    net = Shortcut(16, K=3, hbar=1, b_std=0.2).module(4, seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        before = net(x).clone()
+    ntk_before = nk.empirical_ntk(net, x, implementation="jacobian")
+    readout_ntk_blocks(net, x)
+    assert all(type(p) is torch.nn.Parameter for p in net.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=0, atol=0)  # the same computation twice
+    torch.testing.assert_close(nk.empirical_ntk(net, x, implementation="structured"), ntk_before,
+                               rtol=1e-12, atol=1e-13)
