@@ -65,7 +65,7 @@ def test_training_reduces_loss_and_ntk_moves_less_at_larger_K_with_width_K_squar
 
 
 def test_training_invariance_equals_plain_gradient_descent_on_the_half_sum_loss():
-    """The sweep's training (train_network on the mean loss with step N eta) is GD on 1/2 sum (f - y)^2 with step eta."""
+    """The sweep's training (train_network with loss="sum") is plain GD on 1/2 sum (f - y)^2 with step eta, written out."""
     import ntklib as nk
 
     K, width, steps, d = 2, 6, 15, 5
