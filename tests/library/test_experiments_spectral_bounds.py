@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import ntklib as nk
-from ntklib import spectral
 from ntklib.data import sphere_points
 from ntklib.experiments import spectral_bounds as sb
 
