@@ -21,7 +21,7 @@ Why NTK(d) concentrates or not: the readouts are uncorrelated (independent :math
 kernels are not. :func:`hidden_norms` samples the layer norms :math:`q_l = |h^l|^2/n`; for the bias-free
 ReLU network :math:`\log q_l` is a random walk (:func:`relu_log_norm_covariance`), so deep readouts stay
 strongly dependent, while under the constraint their dependence decays geometrically with the separation;
-:func:`independent_readouts_fluctuation` is what a CLT over independent readouts predicts.
+:func:`readout_clt_fluctuation` is what a CLT over weakly dependent readouts predicts.
 
 Monte Carlo over shortcut networks runs on :class:`ntklib.shortcut.ShortcutEnsemble` (all seeds batched).
 Every function returns a dict of tensors for plotting and shows a progress bar (``progress=``).
@@ -47,7 +47,7 @@ from ..shortcut import Shortcut
 from .deep_limit import plain_network, relative_fluctuation
 
 __all__ = ["fluctuation_vs_K", "output_samples", "output_normality", "output_normality_vs_K", "hidden_norms",
-           "relu_log_norm_step_variance", "relu_log_norm_covariance", "independent_readouts_fluctuation",
+           "relu_log_norm_step_variance", "relu_log_norm_covariance", "readout_clt_fluctuation",
            "lambda_min_vs_dim", "claimed_sigma_max_bound", "sigma_max_vs_K", "training_invariance",
            "sin_regression_comparison", "digits_regression_comparison"]
 
@@ -257,15 +257,16 @@ def relu_log_norm_covariance(layers: Sequence[int], width: int) -> torch.Tensor:
     return torch.minimum(ls[:, None], ls[None, :]) * relu_log_norm_step_variance(width)
 
 
-def independent_readouts_fluctuation(K, mu0: float, mu: float, sd: float) -> torch.Tensor:
-    r"""Relative fluctuation sd/mean of NTK(d) if the readouts' kernels were independent: :math:`\sqrt K\,\sigma/(\mu_0 + K\mu)`.
+def readout_clt_fluctuation(K, mu0: float, mu: float, sd: float, rho: float = 0.0) -> torch.Tensor:
+    r"""sd/mean of NTK(d) predicted by a CLT over readouts: :math:`\sqrt{K + 2(K-1)\rho}\;\sigma/(\mu_0 + K\mu)`.
 
-    NTK(d) :math:`= \frac{1}{K+1}(T_0 + \sum_{\kappa=1}^K T_\kappa)` (cross terms neglected) with the input readout
-    :math:`T_0 = \mu_0` deterministic and :math:`T_\kappa` independent with mean :math:`\mu` and sd :math:`\sigma`; the
-    :math:`1/(K+1)` cancels in the ratio. For large K this falls like :math:`K^{-1/2}`: a CLT over readouts.
+    NTK(d) :math:`= \frac{1}{K+1}(T_0 + \sum_{\kappa=1}^K T_\kappa)` (cross blocks neglected) with the input readout's
+    :math:`T_0 = \mu_0` the same for every network and :math:`T_\kappa` of mean :math:`\mu`, sd :math:`\sigma`, correlation
+    :math:`\rho` between neighbours and none beyond (an m-dependent sequence); the :math:`1/(K+1)` cancels in the ratio.
+    For large K this falls like :math:`K^{-1/2}`, with the long-run variance :math:`\sigma^2(1 + 2\rho)` per readout.
     """
     K = torch.as_tensor(K, dtype=torch.float64)
-    return K.sqrt() * sd / (mu0 + K * mu)
+    return torch.sqrt(K + 2 * (K - 1) * rho) * sd / (mu0 + K * mu)
 
 
 def lambda_min_vs_dim(dims: Sequence[int], sizes: Sequence[int], *, K: int = 4, hbar: int = 2, width: int = 20,

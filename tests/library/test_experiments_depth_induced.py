@@ -130,14 +130,22 @@ def test_log_norms_of_bias_free_relu_networks_are_a_random_walk():
     assert abs(cov[0, 3] / cov[3, 3] - 1 / 8) < 0.1 and abs(cov[0, 3] / cov[0, 0] - 1) < 0.2  # shared first step
 
 
-def test_independent_readouts_fluctuation_matches_simulated_independent_readouts():
+def test_readout_clt_fluctuation_matches_simulated_readouts():
+    """Against 40 000 simulated networks: gamma readouts (independent), and Gaussian moving-average readouts
+    (correlation rho between neighbours only); the s.e. of a relative sd is about 1/sqrt(2 S) = 0.35%."""
     rng = np.random.default_rng(2)
     mu0, mu, sd = 2.5, 1.0, 0.6
     for K in (1, 3, 20):
         T = rng.gamma((mu / sd) ** 2, sd ** 2 / mu, size=(40_000, K))  # mean mu, sd sd
         ntk_d = (mu0 + T.sum(1)) / (K + 1)
         F = ntk_d.std() / ntk_d.mean()
-        assert float(xi.independent_readouts_fluctuation(K, mu0, mu, sd)) == pytest.approx(F, rel=4 / math.sqrt(2 * 40_000) + 0.005)
+        assert float(xi.readout_clt_fluctuation(K, mu0, mu, sd)) == pytest.approx(F, rel=0.02)
+        c = 0.5  # moving average e_k + c e_{k+1}: neighbour correlation c / (1 + c^2) = 0.4
+        e = rng.standard_normal((40_000, K + 1))
+        T = mu + sd * (e[:, :-1] + c * e[:, 1:]) / math.sqrt(1 + c * c)
+        ntk_d = (mu0 + T.sum(1)) / (K + 1)
+        assert float(xi.readout_clt_fluctuation(K, mu0, mu, sd, rho=0.4)) == pytest.approx(ntk_d.std() / ntk_d.mean(),
+                                                                                           rel=0.02)
 
 
 def test_plain_option_measures_the_plain_network():
