@@ -338,40 +338,30 @@ class ShortcutEnsemble:
         x1, x2, xs = self._inputs(x1, x2)
         n1 = x1.shape[0]
         rows, cols = slice(0, n1), slice(0, n1) if x2 is None else slice(n1, None)
-        xx = x1 @ xs[cols].T  # (N1, N2)
         with torch.enable_grad():
             hs, us = self._propagate(xs, track=True)
-            terms = self._terms(hs)
-            grams = []  # per hidden layer l: s_W^2 h.h' + s_b^2 (+ s_V^2 x.x'), (S, N1, N2)
-            for l in range(1, spec.depth + 1):
-                h = hs[l - 1].detach()
-                gram = self._weight_scale(l)[:, None, None] ** 2 * (h[..., rows, :] @ h[..., cols, :].mT)
-                if self.bias[l - 1] is not None:
-                    gram = gram + spec.b_std ** 2
-                if self.inject[l - 1] is not None:
-                    gram = gram + (spec.inject_std ** 2 / self.in_dim) * xx
-                grams.append(gram)
-            targets = terms if per_readout else [sum(terms)]
-            T, pairs = len(targets), per_readout and not diagonal
-            out = xs.new_zeros((S, n1, xs.shape[0] - n1 if x2 is not None else n1) + ((T, T) if pairs else (T,)))
-            deltas = [[[None] * len(us) for _ in range(k)] for _ in targets]  # kept only for the pairs
-            for t, target in enumerate(targets):
-                for a in range(k if target.requires_grad else 0):  # the input readout has no hidden parameter
-                    grads = torch.autograd.grad(target[..., a].sum(), us, retain_graph=True, allow_unused=True)
-                    for l, gr in enumerate(grads):
-                        if gr is None:
-                            continue
-                        if pairs:
-                            deltas[t][a][l] = gr
-                        else:  # d_t f / d u^l: (S, N, n)
-                            out[..., t] += grams[l] * (gr[..., rows, :] @ gr[..., cols, :].mT) / k
-        for t1, t2 in [(t1, t2) for t1 in range(T) for t2 in range(T)] if pairs else []:
-            for a in range(k):
-                for l, (g1, g2) in enumerate(zip(deltas[t1][a], deltas[t2][a])):
+            targets = self._terms(hs) if per_readout else [sum(self._terms(hs))]
+            # deltas[t][a][l] = d target_t[..., a] / d u^l, (S, N, n), or None where target_t does not depend on u^l
+            deltas = [[torch.autograd.grad(target[..., a].sum(), us, retain_graph=True, allow_unused=True)
+                       if target.requires_grad else [None] * len(us) for a in range(k)] for target in targets]
+        hs = [h.detach() for h in hs]
+        T, pairs = len(targets), per_readout and not diagonal
+        out = xs.new_zeros((S, n1, xs.shape[0] - n1 if x2 is not None else n1) + ((T, T) if pairs else (T,)))
+        xx = x1 @ xs[cols].T  # (N1, N2)
+        for l in range(1, spec.depth + 1):  # one Gram matrix at a time: s_W^2 h.h' + s_b^2 (+ s_V^2 x.x'), (S, N1, N2)
+            h = hs[l - 1]
+            gram = self._weight_scale(l)[:, None, None] ** 2 * (h[..., rows, :] @ h[..., cols, :].mT)
+            if self.bias[l - 1] is not None:
+                gram = gram + spec.b_std ** 2
+            if self.inject[l - 1] is not None:
+                gram = gram + (spec.inject_std ** 2 / self.in_dim) * xx
+            for t1, t2 in ([(t1, t2) for t1 in range(T) for t2 in range(T)] if pairs else [(t, t) for t in range(T)]):
+                for a in range(k):
+                    g1, g2 = deltas[t1][a][l - 1], deltas[t2][a][l - 1]
                     if g1 is not None and g2 is not None:
-                        out[..., t1, t2] += grams[l] * (g1[..., rows, :] @ g2[..., cols, :].mT) / k
+                        out[(..., t1, t2) if pairs else (..., t1)] += gram * (g1[..., rows, :] @ g2[..., cols, :].mT) / k
         for m, l in enumerate(spec.readout_layers):
-            h = hs[l].detach()
+            h = hs[l]
             g = (spec.readout_std ** 2 / h.shape[-1]) * (h[..., rows, :] @ h[..., cols, :].mT)  # (S, N1, N2) or (N1, N2)
             t = m if per_readout else 0
             out[(..., t, t) if pairs else (..., t)] += g

@@ -38,7 +38,7 @@ import torch
 from ..validation import as_inputs, check_positive_int
 from .._progress import progress_bar
 from ..data import digits, sphere_points
-from ..dynamics import train_network
+from ..training import train_network
 from ..empirical import empirical_ntk
 from ..layers import Layer
 from ..monte_carlo import monte_carlo_kernel
@@ -97,10 +97,10 @@ def fluctuation_vs_K(Ks: Sequence[int], *, width: int = 20, hbar: int = 2, n_see
 
     Measures the claim that NTK(d) concentrates as K grows at fixed width (docs/depth.md, B.4):
     the network as the paper describes it (critical ReLU, no constraint)
-    fluctuates *more* as K grows (0.49 -> 2.5 for K = 1 -> 16 at n = 20, hbar = 2); with the
-    stable-pertinent constraint and input injection it falls, roughly like :math:`K^{-1/3}` to
-    :math:`K^{-1/2}`; with the constraint but no injection it falls only with a bias, and then the
-    kernel tends to an x-independent constant.
+    fluctuates *more* as K grows (0.48 -> 3.7 for K = 1 -> 32 at n = 20, hbar = 2, 100 seeds); with the
+    stable-pertinent constraint and input injection it falls like :math:`K^{-0.44}` (0.25 -> 0.081), close to
+    the :math:`K^{-1/2}` of a CLT over readouts; with the constraint but no injection it falls only with a
+    bias, and then the kernel tends to an x-independent constant.
     """
     x = _points(x, d, n_points)
     rows = {"K": [], "rel": [], "rel_se": [], "mean_diag": [], "offdiag_corr": [], "rel_to_analytic": []}
@@ -191,9 +191,9 @@ def output_normality_vs_K(Ks: Sequence[int], *, width: int = 20, hbar: int = 2, 
     ``predicted_kurtosis``.
 
     Measures the claim that f tends to a Gaussian process as the depth grows. Measured (width 20,
-    hbar 2, 2000 seeds, K = 1 -> 4 -> 16): the excess kurtosis of the network as the paper describes it grows 0.6 -> 2.1 -> 43
-    (plain MLP of depth 2K: 1.5 -> 11 -> 103); only with ``stable_eps=0.9, inject_std=1.0`` does it
-    vanish (0.39 -> 0.37 -> -0.03 +- 0.11).
+    hbar 2, 2000 seeds, K = 1 -> 4 -> 16): the excess kurtosis of the network as the paper describes it grows
+    0.3 -> 8.8 -> 21 (predicted 0.4 -> 3.0 -> 59; plain MLP of depth 2K: 1.4 -> 13 -> 84); only with
+    ``stable_eps=0.9, inject_std=1.0`` does it vanish (0.12 -> 0.17 -> 0.08 +- 0.11).
     """
     x = _points(x, d, 1)[:1]
     rows = {k: [] for k in ("K", "excess_kurtosis", "kurtosis_se", "shapiro_p", "anderson", "predicted_kurtosis")}
@@ -375,7 +375,7 @@ def training_invariance(Ks: Sequence[int] = (5, 10, 15), *, hbar: int = 1, width
     sphere in :math:`\mathbb R^d` (radius :math:`\sqrt d`), targets :math:`y_i = \sin(2 x_{i1})`;
     ``steps`` steps of full-batch gradient descent on :math:`\frac12\sum_i(f(x_i) - y_i)^2` with
     step :math:`\eta =` ``lr_factor`` :math:`/\lambda_{\max}(\hat\Theta_0)` (stable for the linearized
-    model up to ``lr_factor`` < 2), run by :func:`ntklib.dynamics.train_network` (whose loss is
+    model up to ``lr_factor`` < 2), run by :func:`ntklib.training.train_network` (whose loss is
     :math:`\frac1{2N}\sum`, so it gets the step :math:`N\eta`: the same iterates).
     ``variants`` maps names to either ``dict(**shortcut_kwargs)`` (a Shortcut of that K) or the
     string ``"plain"`` (a plain MLP of depth :math:`K\hbar`, same width); default: the shortcut
@@ -462,7 +462,7 @@ def sin_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train: in
     "x_test", "y_test", "pred": {L: {kernel: (n_test,)}}}``.
 
     Measured (L = 2 -> 128): analytic NTK(w) 2.5e-6 -> 3.1e-3, NTK(d) 2.4e-6 -> 1.3e-3 (literal) and
-    2.1e-6 flat (constraint + injection); one width-20 network: literal NTK(d) 6e-4 -> 3e-3.
+    2.1e-6 flat (constraint + injection); one width-20 network: literal NTK(d) 2e-4 -> 7e-3.
     """
     g = torch.Generator().manual_seed(seed)
     xtr = torch.linspace(0, math.pi, n_train, dtype=torch.float64)
@@ -489,9 +489,10 @@ def digits_regression_comparison(depths: Sequence[int] = (2, 8, 32), *, n_train:
 
     Measures the claim that NTK(d) is as good as the width NTK and does not degrade with depth.
     Measured (300/500, L = 2 -> 128): analytic NTK(w) accuracy 0.958 -> 0.912, NTK(d) 0.952 -> 0.922
-    (literal), 0.950 -> 0.952 (constraint + injection); at width 20: plain NTK(w) 0.88 -> 0.32, literal
-    NTK(d) 0.91 -> 0.74, constrained NTK(d) 0.94 -> 0.95. NTK(d) degrades less because it averages in
-    the shallow kernels; at narrow width only the constrained one holds up.
+    (literal), 0.950 -> 0.952 (constraint + injection); one width-20 network each: plain NTK(w) 0.90 -> 0.39,
+    literal NTK(d) 0.90 -> 0.85, constrained NTK(d) 0.92 -> 0.95 (single networks vary: another draw gave
+    0.88 -> 0.32, 0.91 -> 0.74, 0.94 -> 0.95). NTK(d) degrades less because it averages in the shallow
+    kernels; at narrow width only the constrained one holds up.
 
     Data from :func:`ntklib.data.digits` (a stratified split fixed by ``seed``; pixels standardized with
     the training statistics), each image then scaled to the sphere of radius :math:`\sqrt{64}`; targets
