@@ -62,6 +62,9 @@ from .validation import (as_kernel_matrix, as_outputs, as_symmetric_kernel, as_t
 __all__ = ["LOSSES", "loss_normalization", "Prediction", "gradient_flow_mse", "discrete_gradient_descent_mse",
            "cross_entropy_flow", "LinearizedModule", "linearize", "TrainingHistory", "train_network"]
 
+#: The most RK4 steps :func:`cross_entropy_flow` takes for one call (a few seconds for small kernels).
+MAX_RK4_STEPS = 200_000
+
 #: The two MSE normalizations: ``"mean"`` divides the squared error by N = ``y.numel()``, ``"sum"`` does not.
 LOSSES = ("mean", "sum")
 
@@ -226,7 +229,7 @@ def cross_entropy_flow(k_train_train, y_train, t, *, fx_train_0=0.0, k_test_trai
     ``dt = 0.5 n / lambda_max`` (the Jacobian of the right-hand side has norm at most
     :math:`\lambda_{max}/(2n)`, so each step is well inside RK4's stability region). Each requested
     time is hit exactly (the last step before it is shortened). Time unit as for MSE: learning
-    rate x steps.
+    rate x steps. At most :data:`MAX_RK4_STEPS` steps per call (a clear error beyond).
 
     Args:
       t: a time >= 0 or a 1-D sequence of them (any order; finite).
@@ -270,6 +273,10 @@ def cross_entropy_flow(k_train_train, y_train, t, *, fx_train_0=0.0, k_test_trai
     out_te = None if kt is None else torch.empty((flat.numel(),) + tuple(p.ft0.shape), dtype=p.k.dtype,
                                                    device=p.k.device)
     total = int(math.ceil(float(flat.max()) / dt)) if flat.numel() else 0
+    if total > MAX_RK4_STEPS:
+        raise ValueError(f"t up to {float(flat.max()):.4g} needs {total:.3g} RK4 steps of dt = {dt:.4g}; "
+                         f"cross_entropy_flow takes at most {MAX_RK4_STEPS}. Use a smaller t (the outputs only grow "
+                         "like log t on separable labels) or a larger dt (RK4 is stable here up to about 5 n / lambda_max).")
     bar = progress_bar(range(total), total=total, desc="RK4", progress=progress)
     it = iter(bar)
     now = 0.0

@@ -41,6 +41,7 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from .validation import as_inputs, check_choice, check_positive_int
 from .networks import SerialModule
+from .parallel import map_blocks
 
 __all__ = ["empirical_ntk", "empirical_nngp", "ntk_parts"]
 
@@ -58,6 +59,9 @@ def _prepare(model, x1, x2):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     device, dtype = _model_device_dtype(model)
+    # integer data (e.g. pixel counts) are exact in any float dtype: they take the model's
+    x1, x2 = (x.to(dtype) if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.is_complex()) else x
+              for x in (x1, x2))
     x1, x2 = as_inputs(x1, x2, in_dim=getattr(model, "in_dim", None) if isinstance(model, SerialModule) else None)
     for name, x in (("x1", x1), ("x2", x2)):
         if x is None:
@@ -68,6 +72,12 @@ def _prepare(model, x1, x2):
         if x.dtype != dtype:
             raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; "
                             f"use {name}.to({dtype}) or model.to({dtype}).")
+    with torch.no_grad():
+        out = model(x1[:1])
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model must return one tensor of outputs (n, k) or (n,); model(x) returned a "
+                        f"{type(out).__name__}. Wrap it in a module whose forward returns the output you want "
+                        "the tangent kernel of.")
     return x1, x2
 
 
@@ -223,17 +233,28 @@ def _contract_parts(parts1, parts2, mode: str) -> torch.Tensor:
     return acc
 
 
+def _parts_in_blocks(model, x, chunk: int):
+    """ntk_parts of ``x`` computed on blocks of ``chunk`` rows in parallel (:func:`ntklib.parallel.map_blocks`),
+    then joined: each part's h (n, fan_in) and delta (n, k, fan_out) concatenated over the blocks."""
+    blocks = map_blocks(lambda i: ntk_parts(model, x[i:i + chunk]), range(0, x.shape[0], chunk), device=x.device)
+    if len(blocks) == 1:
+        return blocks[0]
+    return [(s_w, s_b, torch.cat([b[j][2] for b in blocks]), torch.cat([b[j][3] for b in blocks]))
+            for j, (s_w, s_b, _, _) in enumerate(blocks[0])]
+
+
 def _structured_ntk(model, x1, x2, mode, chunk):
-    xb = x1 if x2 is None else x2
-    parts2 = ntk_parts(model, xb)
-    rows = []
-    for i in range(0, x1.shape[0], chunk):
+    """Row blocks of ``chunk`` inputs of x1 against all of x2, each block one task of a parallel map."""
+    parts2 = _parts_in_blocks(model, x1 if x2 is None else x2, chunk)
+
+    def rows(i):
         if x2 is None:  # the rows of x1 were just propagated: slice them instead of recomputing
             parts1 = [(s_w, s_b, h[i:i + chunk], d[i:i + chunk]) for s_w, s_b, h, d in parts2]
         else:
             parts1 = ntk_parts(model, x1[i:i + chunk])
-        rows.append(_contract_parts(parts1, parts2, mode))
-    return torch.cat(rows, dim=0)
+        return _contract_parts(parts1, parts2, mode)
+
+    return torch.cat(map_blocks(rows, range(0, x1.shape[0], chunk), device=x1.device), dim=0)
 
 
 def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "trace", implementation: str = "auto",

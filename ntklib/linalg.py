@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .validation import check_nonneg
+from .validation import as_kernel_matrix, as_tensor, check_nonneg
 
 __all__ = ["IllConditionedKernelWarning", "regularizer", "add_diagonal_regularizer", "psd_solve", "KernelEigen"]
 
@@ -81,6 +81,10 @@ def psd_solve(k: torch.Tensor, rhs: torch.Tensor, *, name: str = "k_train_train"
     :math:`V\,\mathrm{diag}(1/\lambda_i\ \text{if}\ \lambda_i > n\,\varepsilon\,\lambda_{max}\ \text{else}\ 0)\,V^\top`,
     and an :class:`IllConditionedKernelWarning` reports the condition number. Never NaN.
     """
+    k = as_kernel_matrix(name, k, square=True)
+    rhs = as_tensor("rhs", rhs, like=k)
+    if rhs.ndim != 2 or rhs.shape[0] != k.shape[0]:
+        raise ValueError(f"rhs must have shape ({k.shape[0]}, m), one row per row of {name}; got {tuple(rhs.shape)}.")
     eps = torch.finfo(k.dtype).eps
     threshold = 1e-3 / eps if cond_threshold is None else float(cond_threshold)
     L, info = torch.linalg.cholesky_ex(k)

@@ -83,6 +83,9 @@ def max_learning_rate(k_train_train, y_train_size: int | None = None) -> float:
     """
     lam = eigendecomposition(k_train_train, name="k_train_train").eigenvalues
     n = lam.shape[0] if y_train_size is None else check_positive_int("y_train_size", y_train_size)
+    if not float(lam[0]) > 0:
+        raise ValueError("k_train_train has no positive eigenvalue, so no learning rate is unstable (the kernel does "
+                         "not move the outputs at all): pass a positive semi-definite, nonzero kernel matrix.")
     return 2.0 * n / float(lam[0])
 
 

@@ -336,11 +336,15 @@ def train_network(model, x_train, y_train, *, learning_rate: float, steps: int, 
     except StopIteration:
         raise ValueError("model has no parameters to train.") from None
 
-    def inputs(name, x):
-        return None if x is None else as_inputs(x, None, dtype=p0.dtype, names=(name, "x2"))[0].to(p0.device)
+    def inputs(name, x, in_dim=None):
+        if x is None:
+            return None
+        return as_inputs(x, None, dtype=p0.dtype, names=(name, "x2"), in_dim=in_dim)[0].to(p0.device)
 
-    x = {"train": inputs("x_train", x_train), "test": inputs("x_test", x_test), "probe": inputs("x_probe", x_probe)}
-    x_ntk = x["train"] if ntk_inputs is None else inputs("ntk_inputs", ntk_inputs)
+    x = {"train": inputs("x_train", x_train)}
+    d = x["train"].shape[1]
+    x.update(test=inputs("x_test", x_test, d), probe=inputs("x_probe", x_probe, d))
+    x_ntk = x["train"] if ntk_inputs is None else inputs("ntk_inputs", ntk_inputs, d)
     y_tr, was_1d = as_targets("y_train", y_train, x["train"].shape[0], p0)  # (n, k)
     y_te = None
     if y_test is not None:

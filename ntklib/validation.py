@@ -136,6 +136,11 @@ def as_kernel_matrix(name: str, k: Any, *, square: bool = False, like: torch.Ten
     t = as_tensor(name, k, like=like)
     if t.ndim != 2:
         raise ValueError(f"{name} must be a 2-D kernel matrix; got shape {tuple(t.shape)}.")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must have at least one row and one column; got shape {tuple(t.shape)}.")
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} has dtype {t.dtype}; kernel solves need float32 or float64 (float64 recommended: "
+                        f"kernel matrices are often badly conditioned). Pass {name}.double().")
     if square and t.shape[0] != t.shape[1]:
         raise ValueError(f"{name} must be square (n, n); got shape {tuple(t.shape)}.")
     if shape is not None:

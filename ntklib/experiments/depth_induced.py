@@ -38,12 +38,12 @@ import torch
 from ..validation import as_inputs, check_positive_int
 from .._progress import progress_bar
 from ..data import digits, sphere_points
-from ..training import train_network
 from ..empirical import empirical_ntk
 from ..layers import Layer
 from ..monte_carlo import monte_carlo_kernel
 from ..regression import kernel_regression
 from ..shortcut import Shortcut
+from ..training import train_network
 from .deep_limit import plain_network, relative_fluctuation
 
 __all__ = ["fluctuation_vs_K", "output_samples", "output_normality", "output_normality_vs_K", "hidden_norms",
@@ -375,8 +375,7 @@ def training_invariance(Ks: Sequence[int] = (5, 10, 15), *, hbar: int = 1, width
     sphere in :math:`\mathbb R^d` (radius :math:`\sqrt d`), targets :math:`y_i = \sin(2 x_{i1})`;
     ``steps`` steps of full-batch gradient descent on :math:`\frac12\sum_i(f(x_i) - y_i)^2` with
     step :math:`\eta =` ``lr_factor`` :math:`/\lambda_{\max}(\hat\Theta_0)` (stable for the linearized
-    model up to ``lr_factor`` < 2), run by :func:`ntklib.training.train_network` (whose loss is
-    :math:`\frac1{2N}\sum`, so it gets the step :math:`N\eta`: the same iterates).
+    model up to ``lr_factor`` < 2), run by :func:`ntklib.training.train_network` with ``loss="sum"``.
     ``variants`` maps names to either ``dict(**shortcut_kwargs)`` (a Shortcut of that K) or the
     string ``"plain"`` (a plain MLP of depth :math:`K\hbar`, same width); default: the shortcut
     network as the paper describes it, the constrained + injected one, and the plain MLP.
@@ -404,7 +403,7 @@ def training_invariance(Ks: Sequence[int] = (5, 10, 15), *, hbar: int = 1, width
             for s in range(n_seeds):
                 net = arch.module(d, seed=seed + s, dtype=torch.float64, device=x.device)
                 eta = float(lr_factor) / float(torch.linalg.eigvalsh(empirical_ntk(net, x))[-1])
-                hist = train_network(net, x, y, learning_rate=y.numel() * eta, steps=steps, record_steps=[0, steps],
+                hist = train_network(net, x, y, learning_rate=eta, steps=steps, loss="sum", record_steps=[0, steps],
                                      ntk_steps=[0, steps], progress=False)
                 rc.append(float(hist.ntk_change_rel[-1]))
                 lr_.append(float(hist.train_loss[-1] / hist.train_loss[0]))

@@ -70,7 +70,7 @@ def test_training_reduces_loss_and_ntk_moves_less_at_larger_K_with_width_K_squar
 
 
 def test_training_invariance_equals_plain_gradient_descent_on_the_half_sum_loss():
-    """The sweep's training (train_network on the mean loss with step N eta) is GD on 1/2 sum (f - y)^2 with step eta."""
+    """The sweep's training (train_network with loss="sum") is plain GD on 1/2 sum (f - y)^2 with step eta, written out."""
     K, width, steps, d = 2, 6, 15, 5
     r = xi.training_invariance([K], width=lambda K: width, steps=steps, n_points=6, n_seeds=1, seed=0, d=d,
                                variants={"v": {"stable_eps": 0.9, "inject_std": 1.0}})["v"]
