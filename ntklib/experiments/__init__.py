@@ -3,7 +3,7 @@ r"""Claim-measuring experiments: the sweeps behind the course's depth notebooks 
 Each function here measures one published claim about deep networks and returns a dict of
 tensors for plotting; ``docs/depth.md`` quotes the figures, next to the claims. They are built on
 the library (:mod:`ntklib.deep_limit`, :mod:`ntklib.shortcut`, :mod:`ntklib.monte_carlo`,
-:mod:`ntklib.dynamics`, :mod:`ntklib.regression`) and the library never imports them.
+:mod:`ntklib.training`, :mod:`ntklib.regression`) and the library never imports them.
 
 * :mod:`ntklib.experiments.deep_limit` -- infinitely deep fully connected networks (notebook 04):
   the Gram matrix and the regression map against depth, what depth does to a fit, and the

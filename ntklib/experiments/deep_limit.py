@@ -27,8 +27,8 @@ from ..activations import Activation, Relu
 from ..data import sphere_points
 from ..deep_limit import normalized_kernels, regression_map
 from ..layers import Dense, Layer, serial
+from ..linalg import add_diagonal_regularizer
 from ..monte_carlo import monte_carlo_kernel
-from ..regression import add_diagonal_regularizer
 from ..spectral import condition_number
 
 __all__ = ["plain_network", "relative_fluctuation", "plain_fluctuation_vs_depth", "ntk_spread_vs_width_and_depth",

@@ -1,14 +1,19 @@
 """ntklib.experiments.depth_induced: shortcut networks at fixed narrow width, as K grows.
 
 Truths used: the exact Gaussian scale-mixture structure of f given the hidden layers (f / s is
-N(0, 1) by construction), and measured trends with their bootstrap standard errors (statistical
-tests use fixed seeds; tolerances are stated next to each assert).
+N(0, 1) by construction), direct simulation (numpy draws of ReLU layers and of independent readouts),
+a second implementation (serial modules; each network's own analytic kernel), and measured trends
+with their bootstrap standard errors (statistical tests use fixed seeds; tolerances are stated next
+to each assert).
 """
 import math
 
+import numpy as np
+import pytest
 import torch
 from scipy import stats
 
+import ntklib as nk
 from ntklib.data import sphere_points
 from ntklib.experiments import deep_limit as xd
 from ntklib.experiments import depth_induced as xi
@@ -65,9 +70,7 @@ def test_training_reduces_loss_and_ntk_moves_less_at_larger_K_with_width_K_squar
 
 
 def test_training_invariance_equals_plain_gradient_descent_on_the_half_sum_loss():
-    """The sweep's training (train_network on the mean loss with step N eta) is GD on 1/2 sum (f - y)^2 with step eta."""
-    import ntklib as nk
-
+    """The sweep's training (train_network with loss="sum") is plain GD on 1/2 sum (f - y)^2 with step eta, written out."""
     K, width, steps, d = 2, 6, 15, 5
     r = xi.training_invariance([K], width=lambda K: width, steps=steps, n_points=6, n_seeds=1, seed=0, d=d,
                                variants={"v": {"stable_eps": 0.9, "inject_std": 1.0}})["v"]
@@ -91,3 +94,81 @@ def test_training_invariance_equals_plain_gradient_descent_on_the_half_sum_loss(
     t1 = nk.empirical_ntk(net, x, implementation="jacobian")
     torch.testing.assert_close(r["loss_ratio"][0], torch.tensor(losses[-1] / losses[0], dtype=torch.float64), rtol=1e-8, atol=0)
     torch.testing.assert_close(r["rel_change"][0], ((t1 - t0).norm() / t0.norm()).detach(), rtol=1e-8, atol=1e-14)
+
+
+def test_relu_log_norm_step_variance_matches_simulated_relu_layers():
+    """v(n) = Var log((1/n) sum relu(g_i)^2) from digamma/trigamma over Binomial(n, 1/2) live units, against direct
+    draws of g (numpy, 200 000 per width; the s.e. of a variance is about v sqrt(2/S), plus the excess kurtosis)."""
+    rng = np.random.default_rng(0)
+    for n in (3, 10, 50):
+        g = rng.standard_normal((200_000, n))
+        z = (np.maximum(g, 0) ** 2).sum(1)
+        lz = np.log(z[z > 0])
+        se = lz.var() * math.sqrt((stats.kurtosis(lz) + 2) / lz.size)
+        assert abs(xi.relu_log_norm_step_variance(n) - lz.var()) < 4 * se, (n, lz.var(), se)
+    assert xi.relu_log_norm_step_variance(2000) == pytest.approx(5 / 2000, rel=0.01)  # delta method at large n
+
+
+def test_log_norms_of_bias_free_relu_networks_are_a_random_walk():
+    """Cov(log q_l, log q_l') of 3000 literal networks (width 12) against min(l, l') v(n), within 4 bootstrap s.e.;
+    hidden_norms' first column is |x|^2/d and its other columns match the module rebuilt from the ensemble."""
+    x = _x(1, 3, 7)
+    arch = Shortcut(12, K=8, hbar=1)
+    q = xi.hidden_norms(arch, x, n_seeds=3000, seed=0)[:, 0]  # (S, 9)
+    torch.testing.assert_close(q[:, 0], torch.full((3000,), float(x.pow(2).sum() / 3), dtype=torch.float64))
+    net = arch.ensemble(3, 3000, seed=0).member(5)
+    with torch.no_grad():
+        hs = nk.shortcut.shortcut_module(net).hidden_states(x)
+    torch.testing.assert_close(q[5, 1:], torch.stack([h.pow(2).mean() for h in hs[1:]]), rtol=1e-12, atol=0)
+    layers = [1, 2, 4, 8]
+    lq = q[(q > 0).all(1)][:, layers].log().numpy()  # dead networks (prob. ~ 8 / 4096) have log q = -inf
+    cov = np.cov(lq.T)
+    rng = np.random.default_rng(1)
+    boots = np.stack([np.cov(lq[rng.integers(0, len(lq), len(lq))].T) for _ in range(200)])
+    theory = xi.relu_log_norm_covariance(layers, 12).numpy()
+    assert np.all(np.abs(cov - theory) < 4 * boots.std(0)), (cov, theory)
+    assert abs(cov[0, 3] / cov[3, 3] - 1 / 8) < 0.1 and abs(cov[0, 3] / cov[0, 0] - 1) < 0.2  # shared first step
+
+
+def test_readout_clt_fluctuation_matches_simulated_readouts():
+    """Against 40 000 simulated networks: gamma readouts (independent), and Gaussian moving-average readouts
+    (correlation rho between neighbours only); the s.e. of a relative sd is about 1/sqrt(2 S) = 0.35%."""
+    rng = np.random.default_rng(2)
+    mu0, mu, sd = 2.5, 1.0, 0.6
+    for K in (1, 3, 20):
+        T = rng.gamma((mu / sd) ** 2, sd ** 2 / mu, size=(40_000, K))  # mean mu, sd sd
+        ntk_d = (mu0 + T.sum(1)) / (K + 1)
+        F = ntk_d.std() / ntk_d.mean()
+        assert float(xi.readout_clt_fluctuation(K, mu0, mu, sd)) == pytest.approx(F, rel=0.02)
+        c = 0.5  # moving average e_k + c e_{k+1}: neighbour correlation c / (1 + c^2) = 0.4
+        e = rng.standard_normal((40_000, K + 1))
+        T = mu + sd * (e[:, :-1] + c * e[:, 1:]) / math.sqrt(1 + c * c)
+        ntk_d = (mu0 + T.sum(1)) / (K + 1)
+        assert float(xi.readout_clt_fluctuation(K, mu0, mu, sd, rho=0.4)) == pytest.approx(ntk_d.std() / ntk_d.mean(),
+                                                                                           rel=0.02)
+
+
+def test_plain_option_measures_the_plain_network():
+    """fluctuation_vs_K(plain=True) (batched one-readout shortcut networks) against plain_fluctuation_vs_depth
+    (serial modules): the two seed-averaged kernels agree within their spread, and both spreads grow with depth."""
+    x = _x(4, 3, 9)
+    a = xi.fluctuation_vs_K([1, 4], width=10, hbar=2, n_seeds=40, x=x, plain=True)
+    b = xd.plain_fluctuation_vs_depth([2, 8], width=10, n_seeds=40, x=x)
+    for i in range(2):
+        assert abs(float(a["rel"][i]) - float(b["rel"][i])) < 4 * math.hypot(float(a["rel_se"][i]), float(b["rel_se"][i]))
+    assert float(a["rel"][1]) > 1.5 * float(a["rel"][0]) and float(b["rel"][1]) > 1.5 * float(b["rel"][0])
+
+
+def test_sin_regression_uses_ntk_d_and_ntk_w_at_each_depth():
+    """The one-pass kernels of the comparison against kernel regression with each network's own analytic kernel."""
+    r = xi.sin_regression_comparison((2, 6), n_train=8, n_test=30, width=20, hbar=2, empirical_seeds=0,
+                                     stable_eps=0.9, inject_std=1.0)
+    xtr = torch.linspace(0, math.pi, 8, dtype=torch.float64)
+    emb = lambda t: torch.stack([t, torch.ones_like(t)], 1)  # noqa: E731
+    xtr_e, xte_e = emb(xtr), emb(r["x_test"])
+    for L in (2, 6):
+        for name, arch in (("ntk_d", Shortcut(20, L // 2, 2, stable_eps=0.9, inject_std=1.0)),
+                           ("ntk_w", xd.plain_network(20, L))):
+            k_tt, k_st = arch.kernel(xtr_e, get="ntk").ntk, arch.kernel(xte_e, xtr_e, get="ntk").ntk
+            pred = nk.kernel_regression(k_tt, k_st, torch.sin(xtr), diag_reg=1e-10)
+            torch.testing.assert_close(r["pred"][L][name], pred, rtol=1e-6, atol=1e-8)

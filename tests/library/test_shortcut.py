@@ -157,3 +157,83 @@ def test_readout_blocks_leave_the_network_intact():
         torch.testing.assert_close(net(x), before, rtol=0, atol=0)  # the same computation twice
     torch.testing.assert_close(nk.empirical_ntk(net, x, implementation="structured"), ntk_before,
                                rtol=1e-12, atol=1e-13)
+
+
+def test_readout_kernels_are_plain_serial_kernels_and_their_running_means_are_ntk_d_of_fewer_readouts():
+    x1, x2 = _x(4, 3, 1), _x(3, 3, 2) * 1.3  # unequal norms
+    kw = dict(W_std=1.2, b_std=0.1, readout_std=0.9, inject_std=0.5, stable_eps=0.8)
+    rk = Shortcut(32, K=3, hbar=2, activation=nk.Erf(), **kw).readout_kernels(x1, x2)
+    assert rk["depths"].tolist() == [0, 2, 4, 6]
+    for j, l in enumerate(rk["depths"].tolist()):
+        if l > 0:  # NTK(d) of the network with K = l / hbar readouts: an independent evaluation of each kernel
+            sub = Shortcut(32, K=l // 2, hbar=2, activation=nk.Erf(), **kw).kernel(x1, x2)
+            torch.testing.assert_close(rk["ntk_mean"][j], sub.ntk, rtol=1e-13, atol=1e-15)
+            torch.testing.assert_close(rk["nngp_mean"][j], sub.nngp, rtol=1e-13, atol=1e-15)
+    # without injection or constraint, readout l is the plain network of depth l; readout 0 is sigma_J^2 x.x'/d
+    rk = Shortcut(32, K=3, hbar=2, W_std=1.3, b_std=0.2, readout_std=0.7).readout_kernels(x1, x2, keep=[0, 4])
+    plain = nk.serial(*([nk.Dense(32, 1.3, 0.2), nk.Relu()] * 4), nk.Dense(1, 0.7, None)).kernel(x1, x2)
+    torch.testing.assert_close(rk["ntk"][1], plain.ntk, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(rk["nngp"][0], 0.49 * x1 @ x2.T / 3, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(rk["ntk"][0], 0.49 * x1 @ x2.T / 3, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="keep"):
+        Shortcut(8, K=2, hbar=2).readout_kernels(x1, keep=[3])
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(K=3, hbar=2, b_std=0.3, inject_std=0.5, stable_eps=0.9, out_dim=2),
+    dict(K=2, hbar=1, readout_input=False, activation=nk.Tanh()),
+    dict(K=2, hbar=2, activation=nk.Gelu(), W_std=1.0),
+])
+def test_ensemble_members_are_finite_networks_with_the_same_outputs_ntk_and_readout_blocks(kwargs):
+    """Every batched quantity against network s rebuilt as a module (a second implementation: autograd Jacobians)."""
+    x1, x2 = _x(5, 3, 5), _x(2, 3, 6)
+    ens = Shortcut(12, **kwargs).ensemble(3, 3, seed=1)
+    f, ntk, ntk12 = ens(x1), ens.ntk(x1), ens.ntk(x1, x2)  # (S, 5, k), (S, 5, 5), (S, 5, 2)
+    blocks, diag = ens.readout_ntk_blocks(x1, x2), ens.readout_ntk_blocks(x1, x2, diagonal=True)
+    cond = ens.conditional_nngp(x1, x2)  # (S, 5, 2)
+    for s in range(3):
+        net = ens.member(s)
+        with torch.no_grad():
+            torch.testing.assert_close(f[s], net(x1), rtol=1e-12, atol=1e-14)
+            hs = shortcut_module(net).hidden_states(torch.cat([x1, x2]))
+        torch.testing.assert_close(ntk[s], nk.empirical_ntk(net, x1, implementation="jacobian"), rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(ntk12[s], nk.empirical_ntk(net, x1, x2, implementation="jacobian"),
+                                   rtol=1e-12, atol=1e-13)
+        B = readout_ntk_blocks(net, x1, x2)  # (5, 2, M, M)
+        torch.testing.assert_close(blocks[s], B, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(diag[s], torch.diagonal(B, dim1=-2, dim2=-1), rtol=1e-12, atol=1e-13)
+        by_hand = sum(hs[l][:5] @ hs[l][5:].T / hs[l].shape[1] for l in ens.spec.readout_layers)
+        torch.testing.assert_close(cond[s], ens.spec.readout_std ** 2 * by_hand / ens.spec.n_readouts,
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_ensemble_rescaling_follows_the_constraint_and_its_kernels_match_infinite_width():
+    eps = 0.8
+    ens = Shortcut(20, K=3, hbar=1, b_std=0.5, stable_eps=eps).ensemble(3, 50, seed=2)
+    for l in range(2, 4):  # the effective matrices are eps-contractions, rescaled only when needed (always here)
+        norms = torch.linalg.matrix_norm(ens.weight[l - 1], ord=2) * math.sqrt(2.0) / math.sqrt(20)  # (S,)
+        assert bool((ens.rescale[:, l - 1] < 1).all())
+        torch.testing.assert_close(ens.rescale[:, l - 1] * norms, torch.full_like(norms, eps), rtol=1e-12, atol=0)
+    assert bool((ens.rescale[:, 0] == 1).all())  # the first layer is not part of the recurrence
+    # distribution: the mean over 400 width-128 networks against the analytic kernels, within standard errors
+    x = _x(3, 3, 3)
+    arch = Shortcut(128, K=2, hbar=2, b_std=0.3, inject_std=0.8, W_std=1.0)
+    big = arch.ensemble(3, 400, seed=10)
+    exact = arch.kernel(x)
+    for emp, ref, bias in ((big.conditional_nngp(x), exact.nngp, 0.0), (big.ntk(x), exact.ntk, 0.02)):
+        z = (emp.mean(0) - ref).abs() / (emp.std(0) / math.sqrt(emp.shape[0]))
+        # 4 standard errors, plus 2% for the O(depth / width) bias of the finite-width NTK mean
+        assert bool(((emp.mean(0) - ref).abs() <= 4 * emp.std(0) / 20 + bias * ref.abs()).all()), z
+
+
+def test_ensemble_bad_arguments_name_the_argument():
+    arch = Shortcut(8, K=2)
+    with pytest.raises(ValueError, match="n_nets"):
+        arch.ensemble(3, 0)
+    with pytest.raises(TypeError, match="spec"):
+        nk.shortcut.ShortcutEnsemble(nk.Dense(3), 3, 2)
+    ens = arch.ensemble(3, 2)
+    with pytest.raises(ValueError, match="s must be"):
+        ens.member(2)
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        ens.ntk(torch.ones(2, 4))
