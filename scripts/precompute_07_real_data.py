@@ -10,8 +10,9 @@ The notebook recomputes a subset of these numbers live (the same seeds and setti
             NTK-SVM (scikit-learn's SVC on the precomputed NTK, C chosen the same way)
   depth     the same classification (diag_reg chosen by validation) against the depth, 1-32
   curves    learning curves: test MSE and accuracy against the number of training points (disjoint
-            subsets of the training set, averaged), and the spectrum of the 4000-point training kernel
-            (eigenvalues / n and the power of the centred one-hot targets along each eigenvector)
+            subsets of the training set, averaged), the spectrum of the 4000-point training kernel
+            (eigenvalues / n and the power of the centred one-hot targets along each eigenvector) and the
+            eigenlearning prediction from it (ntklib.spectral.learning_curve)
   networks  one-hidden-layer ReLU networks trained by full-batch gradient descent (ntklib.training.
             train_network, centred so that f_0 = 0) on 1000 MNIST-1D signals at several widths, test
             accuracy and MSE along training, next to the infinite-width NTK's gradient descent in
@@ -185,10 +186,15 @@ def part_curves(out):
         n = ktt.shape[0]
         power = ((s.eigenvectors.T @ y) ** 2).sum(1) / n  # (n,) target power per eigen-direction, sums to |y|^2/n
         tail = power.flip(0).cumsum(0).flip(0)  # tail[k] = sum_{i >= k} power_i (0-based): the power beyond the top k
+        # eigenlearning (notebook 06, spectral.learning_curve) with the pool's spectrum: lambda_i = mu_i / n, p_i
+        lam = s.eigenvalues.clamp_min(0.0) / n
+        n_grid = sorted({int(round(v)) for v in np.geomspace(50, 2000, 25)} | set(SETTINGS["curve_sizes"][:-1]))
+        theory = spectral.learning_curve(lam, power, n_grid, ridge=reg * float(lam.sum()))
         grid = sorted({int(round(v)) for v in np.geomspace(1, n - 1, 60)})
         res[get] = {"test_mse": mse, "test_accuracy": acc, "trace_over_n": float(torch.diagonal(ktt).mean()),
                     "spectrum_n": n, "spectrum_k": grid, "eigenvalue": [float(s.eigenvalues[k - 1] / n) for k in grid],
-                    "tail_power": [float(tail[k]) for k in grid], "total_power": float(tail[0])}
+                    "tail_power": [float(tail[k]) for k in grid], "total_power": float(tail[0]),
+                    "eigenlearning_n": n_grid, "eigenlearning_mse": theory.test_mse.tolist()}
         print(get, [float(np.mean(m)) for m in mse], flush=True)
     out["curves"] = res
 
