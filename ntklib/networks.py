@@ -87,13 +87,22 @@ class ActivationModule(nn.Module):
 class SerialModule(nn.Sequential):
     """A finite network made by :meth:`ntklib.Layer.module`; ``.arch`` is the layer it came from."""
 
-    def __init__(self, *modules: nn.Module, arch=None, in_dim: int | None = None):
+    def __init__(self, *modules: nn.Module, arch=None, in_dim: int | tuple[int, ...] | None = None):
         super().__init__(*modules)
         self.arch, self.in_dim = arch, in_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 2 or (self.in_dim is not None and x.shape[1] != self.in_dim):
-            raise ValueError(f"x must have shape (n, {self.in_dim}); got {tuple(x.shape)}.")
+        if self.in_dim is not None:
+            want = (self.in_dim,) if isinstance(self.in_dim, int) else tuple(self.in_dim)
+            if tuple(x.shape[1:]) != want:
+                hint = ""
+                if len(want) > 1 and x.ndim == len(want) + 1 and tuple(x.shape[1:]) == want[1:] + want[:1]:
+                    order = ", ".join(["0", str(x.ndim - 1)] + [str(a) for a in range(1, x.ndim - 1)])
+                    hint = f" It looks channel-last; inputs are channel-first (n, C, *S): use x.permute({order})."
+                shape = ", ".join(map(str, want))
+                raise ValueError(f"x must have shape (n, {shape}); got {tuple(x.shape)}.{hint}")
+        elif x.ndim != 2:
+            raise ValueError(f"x must have shape (n, d); got {tuple(x.shape)}.")
         return super().forward(x)
 
     @property
