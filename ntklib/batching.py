@@ -34,10 +34,12 @@ diagonal, O(n1 n2 P) instead of O(n1 n2 P^2).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from .kernel import Kernel, batch_diagonal, equal_or_opposite_rows, input_nngp, snap_equal_inputs, swap_inputs
+from .kernel import (Kernel, batch_diagonal, equal_inputs, input_nngp, snap_equal_inputs, swap_inputs,
+                     symmetric_from_upper)
 
 __all__ = ["kernel", "tile_entries", "spatial_plan"]
 
@@ -72,7 +74,7 @@ def kernel(layer, x1: torch.Tensor, x2: torch.Tensor | None, *, diagonal: bool, 
     budget = tile_entries(x1.device)
     chunk = batch_size or max(1, budget // pair)  # inputs per chunk of the batch-diagonal pass
     if diagonal:
-        _, out = _self_pass(layers, plan, x1, compute_ntk, chunk)
+        _, out = _self_pass(layers, plan, x1, compute_ntk, chunk, equal_inputs(x1)[3])
         return out
     entrywise = all(lay.entrywise for lay in layers)
     small = n1 * n2 * pair <= budget if batch_size is None else max(n1, n2) <= batch_size
@@ -116,11 +118,13 @@ def _run(layers, plan, k: Kernel) -> Kernel:
     return k
 
 
-def _self_pass(layers, plan, x: torch.Tensor, compute_ntk: bool, chunk: int):
+def _self_pass(layers, plan, x: torch.Tensor, compute_ntk: bool, chunk: int, first: torch.Tensor):
     r"""The batch-diagonal recursion :math:`k(x, x)` for all rows of ``x``, ``chunk`` rows at a time.
 
     Returns ``(V, k)``: ``V[l]`` (n, \*S_l) are the per-position variances entering layer ``l``
-    (``V[-1]``: of the output), and ``k`` the output record (``diagonal=True``).
+    (``V[-1]``: of the output), and ``k`` the output record (``diagonal=True``). Rows equal or
+    opposite to an earlier row (``first``, from :func:`ntklib.kernel.equal_inputs`) get that row's
+    numbers, at every layer.
     """
     Vs, ks = [], []
     for s in range(0, x.shape[0], chunk):
@@ -134,11 +138,17 @@ def _self_pass(layers, plan, x: torch.Tensor, compute_ntk: bool, chunk: int):
         Vs.append(V)
         ks.append(k)
     if len(ks) == 1:
-        return Vs[0], ks[0]
-    V = [torch.cat(vs) for vs in zip(*Vs)]
-    cat = lambda name: None if getattr(ks[0], name) is None else torch.cat([getattr(p, name) for p in ks])
-    var = cat("var1")
-    return V, ks[0].replace(nngp=cat("nngp"), ntk=cat("ntk"), var1=var, var2=var)
+        V, k = Vs[0], ks[0]
+    else:
+        V = [torch.cat(vs) for vs in zip(*Vs)]
+        cat = lambda name: None if getattr(ks[0], name) is None else torch.cat([getattr(p, name) for p in ks])
+        var = cat("var1")
+        k = ks[0].replace(nngp=var, ntk=cat("ntk"), var1=var, var2=var)
+    if bool((first != torch.arange(x.shape[0], device=first.device)).any()):
+        V = [v[first] for v in V]
+        var = k.var1[first]
+        k = k.replace(nngp=var, ntk=None if k.ntk is None else k.ntk[first], var1=var, var2=var)
+    return V, k
 
 
 def _shared_variance_tiles(layers, plan, x1, x2, compute_ntk, chunk, rows, cols) -> Kernel:
@@ -146,43 +156,65 @@ def _shared_variance_tiles(layers, plan, x1, x2, compute_ntk, chunk, rows, cols)
     symmetric = x2 is None
     xb = x1 if symmetric else x2
     n1, n2 = x1.shape[0], xb.shape[0]
-    V1, out1 = _self_pass(layers, plan, x1, False, chunk)
+    i, j, sign, first = equal_inputs(x1, x2)
+    pairs = (i, j, sign) if i.numel() else None  # snapped to +-var exactly (within x1 for x2=None)
+    V1, out1 = _self_pass(layers, plan, x1, False, chunk, first)
     if symmetric:
         V2, out2 = V1, out1
-        pairs = None
     else:
-        V2, out2 = _self_pass(layers, plan, x2, False, chunk)
-        pairs = equal_or_opposite_rows(x1, x2)  # (i, j, sign): snapped to +-var exactly
-        i, j, _ = pairs
-        if i.numel():  # equal inputs: the same variances at every layer (even in x)
+        V2, out2 = _self_pass(layers, plan, x2, False, chunk, torch.arange(n2, device=x2.device))
+        if pairs is not None:  # equal inputs: the same variances at every layer (even in x)
             for v1, v2 in zip(V1, V2):
                 v2[j] = v1[i]
             out2.var1[j] = out1.var1[i]
-    nngp = ntk = t = None
-    for i0 in range(0, n1, rows):
-        i1 = min(n1, i0 + rows)
-        for j0 in range(i0 if symmetric else 0, n2, cols):
-            j1 = min(n2, j0 + cols)
-            on_diagonal = symmetric and j0 == i0  # the tile holds the pairs (i, i), i0 <= i < min(i1, j1)
-            c = input_nngp(x1[i0:i1], xb[j0:j1], plan[0])  # (r, c, ...)
-            t = Kernel(nngp=c, ntk=torch.zeros_like(c) if compute_ntk else None, var1=None, var2=None,
-                       width=x1.shape[1], spatial=tuple(x1.shape[2:]), diagonal_spatial=plan[0] or x1.ndim == 2)
+    shape = (n1, n2) + tuple(out1.var1.shape[1:])  # the output's layout, as the batch diagonal's
+    nngp = out1.var1.new_empty(shape)
+    ntk = out1.var1.new_empty(shape) if compute_ntk else None
+    spatial, diagonal_spatial = tuple(x1.shape[2:]), plan[0] or x1.ndim == 2
+
+    def tile(i0: int, i1: int, j0: int, j1: int) -> None:
+        on_diagonal = symmetric and j0 == i0  # the tile holds the pairs (i, i), i0 <= i < min(i1, j1)
+        c = input_nngp(x1[i0:i1], xb[j0:j1], plan[0])  # (r, c, ...)
+        t = Kernel(nngp=c, ntk=torch.zeros_like(c) if compute_ntk else None, var1=None, var2=None,
+                   width=x1.shape[1], spatial=spatial, diagonal_spatial=diagonal_spatial)
+        if on_diagonal:
+            _reset_diagonal(t, V1[0][i0:i1])
+        if pairs is not None:
+            _snap_tile(t, V1[0], pairs, i0, i1, j0, j1)
+        for l, layer in enumerate(layers):
+            t = layer.cross_kernel_fn(_to_plan(t, plan[l]), V1[l][i0:i1], V2[l][j0:j1], symmetric=symmetric)
             if on_diagonal:
-                _reset_diagonal(t, V1[0][i0:i1])
-            elif pairs is not None:
-                _snap_tile(t, V1[0], pairs, i0, i1, j0, j1)
-            for l, layer in enumerate(layers):
-                t = layer.cross_kernel_fn(_to_plan(t, plan[l]), V1[l][i0:i1], V2[l][j0:j1], symmetric=symmetric)
-                if on_diagonal:
-                    _reset_diagonal(t, V1[l + 1][i0:i1])
-            if nngp is None:
-                nngp = t.nngp.new_empty((n1, n2) + t.nngp.shape[2:])
-                ntk = t.nngp.new_empty(nngp.shape) if compute_ntk else None
-            for out, tile in ((nngp, t.nngp), (ntk, t.ntk)) if compute_ntk else ((nngp, t.nngp),):
-                out[i0:i1, j0:j1] = tile
-                if symmetric:
-                    _mirror(out, t, i0, i1, j0, j1)
-    return t.replace(nngp=nngp, ntk=ntk, var1=out1.var1, var2=out2.var1, symmetric=symmetric)
+                _reset_diagonal(t, V1[l + 1][i0:i1])
+        for out, part in ((nngp, t.nngp), (ntk, t.ntk)) if compute_ntk else ((nngp, t.nngp),):
+            out[i0:i1, j0:j1] = part
+            if symmetric:
+                _mirror(out, t, i0, i1, j0, j1)
+
+    _run_tiles(tile, [(i0, min(n1, i0 + rows), j0, min(n2, j0 + cols))
+                      for i0 in range(0, n1, rows) for j0 in range(i0 if symmetric else 0, n2, cols)], x1.device)
+    if symmetric and len(out1.var1.shape) > 1 + len(spatial):  # full spatial: the pairs (i, i) at every pair
+        batch_diagonal(nngp).copy_(out1.var1)                  # of positions, as kernel_fn keeps them
+    return out1.replace(nngp=nngp, ntk=ntk, var1=out1.var1, var2=out2.var1, diagonal=False, symmetric=symmetric)
+
+
+def _run_tiles(tile, tasks: list, device: torch.device) -> None:
+    """``tile(*task)`` for every task. On the CPU with several torch threads, the tiles run in that many
+    Python threads, each with one torch thread: coarse tasks instead of every elementwise operation split
+    across threads (which waits at every operation when another process holds a core). The tiles write
+    disjoint parts of the output. ``torch.set_num_threads`` is restored afterwards."""
+    workers = min(torch.get_num_threads(), len(tasks))
+    if device.type != "cpu" or workers <= 1:
+        for task in tasks:
+            tile(*task)
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # threads started below take it as theirs
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(tile, *task) for task in tasks]:
+                future.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _reset_diagonal(t: Kernel, v: torch.Tensor) -> None:
@@ -214,26 +246,10 @@ def _mirror(out: torch.Tensor, t: Kernel, i0: int, i1: int, j0: int, j1: int) ->
     if j0 == i0:
         m = min(i1, j1) - i0
         blk = out[i0:i0 + m, i0:i0 + m]  # (m, m, ...)
-        blk.copy_(_symmetric_from_upper(blk, ns, ds))
+        blk.copy_(symmetric_from_upper(blk, ns, ds))
     lo = max(i1, j0)
     if j1 > lo:
         out[lo:j1, i0:i1] = swap_inputs(out[i0:i1, lo:j1], ns, ds)
-
-
-def _symmetric_from_upper(blk: torch.Tensor, n_spatial: int, diagonal_spatial: bool) -> torch.Tensor:
-    """The (m, m, ...) block of a kernel k(x, x) rebuilt from its upper triangle (pairs i <= j and,
-    for i == j in a full spatial kernel, positions p <= q), so that it is exactly symmetric."""
-    m = blk.shape[0]
-    if n_spatial == 0:
-        return blk.triu() + blk.triu(1).T
-    if diagonal_spatial:  # positions are independent: one (m, m) matrix per position
-        b = blk.movedim((0, 1), (-2, -1))  # (*S, m, m)
-        return (b.triu() + b.triu(1).transpose(-2, -1)).movedim((-2, -1), (0, 1))
-    spatial = blk.shape[2:2 + n_spatial]
-    P = math.prod(spatial)
-    M = blk.reshape(m, m, P, P).permute(0, 2, 1, 3).reshape(m * P, m * P)  # rows (i, p), columns (j, q)
-    M = M.triu() + M.triu(1).T
-    return M.reshape(m, P, m, P).permute(0, 2, 1, 3).reshape(blk.shape)
 
 
 def _independent_tiles(layers, plan, x1, x2, compute_ntk, bs) -> Kernel:

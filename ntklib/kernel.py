@@ -44,8 +44,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Kernel", "input_nngp", "input_variances", "equal_or_opposite_rows", "snap_equal_inputs",
-           "batch_diagonal", "swap_inputs", "spatial_diagonal"]
+__all__ = ["Kernel", "input_nngp", "input_variances", "equal_inputs", "equal_or_opposite_rows", "snap_equal_inputs",
+           "batch_diagonal", "swap_inputs", "spatial_diagonal", "symmetric_from_upper"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +95,12 @@ class Kernel:
         ``x1`` is (n1, d) or channel-first (n1, C, \*S); ``diagonal_spatial`` chooses the layout
         of spatial kernels. When ``x2`` is None the batch diagonal of ``nngp`` is set to exactly
         ``var1`` (the same floating-point numbers), so that every later layer keeps
-        ``nngp[i, i] == var1[i]`` and correlations of a point with itself are exactly 1. When
-        ``x2`` is given, pairs of equal (or opposite) inputs get exactly :math:`\pm` ``var1``
-        (see :func:`equal_or_opposite_rows`).
+        ``nngp[i, i] == var1[i]`` and correlations of a point with itself are exactly 1. Pairs
+        of equal (or opposite) inputs, within ``x1`` or between ``x1`` and ``x2``, get exactly
+        :math:`\pm` ``var1`` (see :func:`equal_inputs`).
         """
         spatial = tuple(x1.shape[2:])
+        ns = len(spatial)
         symmetric = x2 is None and not diagonal
         var1 = input_variances(x1, diagonal_spatial)  # (n1, ...)
         if diagonal:
@@ -107,20 +108,20 @@ class Kernel:
                 raise ValueError("diagonal=True needs x2=None (the diagonal of k(x1, x1)).")
             nngp = var1.clone()
             var2 = var1
-        elif x2 is None:
-            nngp = input_nngp(x1, None, diagonal_spatial)  # (n1, n1, ...)
-            nngp = 0.5 * (nngp + swap_inputs(nngp, len(spatial), diagonal_spatial))
-            batch_diagonal(nngp).copy_(var1)
-            var2 = var1
         else:
-            var2 = input_variances(x2, diagonal_spatial)  # (n2, ...)
-            nngp = input_nngp(x1, x2, diagonal_spatial)  # (n1, n2, ...)
-            i, j, sign = equal_or_opposite_rows(x1, x2)
-            if i.numel():
-                ns = len(spatial)
-                snap_equal_inputs(nngp, spatial_diagonal(var1, ns, diagonal_spatial), i, j, sign,
-                                  n_spatial=ns, diagonal_spatial=diagonal_spatial)
+            i, j, sign, first = equal_inputs(x1, x2)
+            var1 = var1[first]  # equal (or opposite) inputs: the very same variances
+            if x2 is None:
+                nngp = input_nngp(x1, None, diagonal_spatial)  # (n1, n1, ...)
+                nngp = 0.5 * (nngp + swap_inputs(nngp, ns, diagonal_spatial))
+                batch_diagonal(nngp).copy_(var1)
+                var2 = var1
+            else:
+                var2 = input_variances(x2, diagonal_spatial)  # (n2, ...)
+                nngp = input_nngp(x1, x2, diagonal_spatial)  # (n1, n2, ...)
                 var2[j] = var1[i]
+            snap_equal_inputs(nngp, spatial_diagonal(var1, ns, diagonal_spatial), i, j, sign, n_spatial=ns,
+                              diagonal_spatial=diagonal_spatial)
         ntk = torch.zeros_like(nngp) if compute_ntk else None
         return cls(nngp=nngp, ntk=ntk, var1=var1, var2=var2, width=x1.shape[1], diagonal=diagonal,
                    symmetric=symmetric, spatial=spatial, diagonal_spatial=diagonal_spatial or not spatial)
@@ -205,22 +206,54 @@ def input_variances(x: torch.Tensor, diagonal_spatial: bool = True) -> torch.Ten
     return cov.reshape((n,) + spatial + spatial)
 
 
-def equal_or_opposite_rows(x1: torch.Tensor, x2: torch.Tensor):
-    """All pairs (i, j) with ``x2[j] == x1[i]`` (sign +1) or ``x2[j] == -x1[i]`` (sign -1), exactly.
+def equal_inputs(x1: torch.Tensor, x2: torch.Tensor | None = None):
+    """Pairs of equal or opposite inputs, whose correlation is exactly +-1 (and the kernels exact there).
 
-    Returns ``(i, j, sign)``, three (m,) tensors (equal wins for zero inputs). The pairs are found
-    by sorting the rows (``torch.unique``), so the cost is that of a sort, not of an (n1, n2) scan.
+    Returns ``(i, j, sign, first)``: ``x2[j] == sign * x1[i]`` for each listed pair (``x2=None``:
+    pairs within ``x1``, i != j), and ``first`` (n1,), the first row of ``x1`` equal or opposite to
+    each row (the row itself if there is none): such rows get the very same variances.
     """
-    a, b = x1.reshape(x1.shape[0], -1), x2.reshape(x2.shape[0], -1)
-    n1, n2 = a.shape[0], b.shape[0]
-    _, ids = torch.unique(torch.cat([a, b, -b]), dim=0, return_inverse=True)  # (n1 + 2 n2,)
-    id1, id_eq, id_neg = ids[:n1], ids[n1:n1 + n2], ids[n1 + n2:]
-    i_eq, j_eq = _join(id1, id_eq)
-    i_neg, j_neg = _join(id1, id_neg)
-    keep = id_neg[j_neg] != id_eq[j_neg]  # a zero row equals its negation: keep it as "equal"
-    i_neg, j_neg = i_neg[keep], j_neg[keep]
-    sign = torch.cat([torch.ones_like(i_eq), -torch.ones_like(i_neg)])
-    return torch.cat([i_eq, i_neg]), torch.cat([j_eq, j_neg]), sign
+    i, j, sign = equal_or_opposite_rows(x1)
+    first = torch.arange(x1.shape[0], device=x1.device).scatter_reduce(0, j, i, "amin")  # (n1,)
+    if x2 is None:
+        return i, j, sign, first
+    return (*equal_or_opposite_rows(x1, x2), first)
+
+
+def equal_or_opposite_rows(x1: torch.Tensor, x2: torch.Tensor | None = None):
+    """All pairs (i, j) with ``x2[j] == x1[i]`` (sign +1) or ``x2[j] == -x1[i]`` (sign -1), exactly;
+    ``x2=None``: pairs within ``x1`` with i != j.
+
+    Returns ``(i, j, sign)``, three (m,) tensors (equal wins for zero inputs). Candidates are the
+    pairs whose rows have the same hash of their absolute values (an integer hash of the bits,
+    exact and independent of the summation order), sorted and joined; each candidate is then
+    compared entry by entry. The cost is about two passes over the inputs and a sort of n1 + n2
+    integers, not an (n1, n2) scan.
+    """
+    a = x1.reshape(x1.shape[0], -1)
+    b = a if x2 is None else x2.reshape(x2.shape[0], -1)
+    h1 = _abs_hash(a)
+    h2 = h1 if x2 is None else _abs_hash(b)
+    _, ids = torch.unique(torch.cat([h1, h2]), return_inverse=True)  # (n1 + n2,)
+    i, j = _join(ids[:a.shape[0]], ids[a.shape[0]:])
+    if x2 is None:
+        i, j = i[i != j], j[i != j]
+    eq = (a[i] == b[j]).all(-1)
+    neg = ~eq & (a[i] == -b[j]).all(-1)  # a zero row is "equal"
+    keep = eq | neg
+    return i[keep], j[keep], torch.where(eq[keep], 1, -1)
+
+
+def _abs_hash(a: torch.Tensor) -> torch.Tensor:
+    """(n, D) -> (n,) int64: sum_k c_k bits(|a_k|) modulo 2^64 with fixed odd random c_k. Integer
+    arithmetic is exact and associative, so rows equal up to sign get equal hashes whatever the
+    evaluation order (clearing the sign bit also maps -0.0 to 0.0, which compare equal)."""
+    ints, mask = {8: (torch.int64, 2 ** 63 - 1), 4: (torch.int32, 2 ** 31 - 1), 2: (torch.int16, 2 ** 15 - 1)}[
+        a.element_size()]
+    bits = a.contiguous().view(ints).bitwise_and(mask).to(torch.int64)  # (n, D)
+    gen = torch.Generator().manual_seed(a.shape[1])
+    coeff = torch.randint(-(2 ** 62), 2 ** 62, (a.shape[1],), generator=gen, dtype=torch.int64) * 2 + 1
+    return (bits.mul_(coeff.to(a.device))).sum(-1)
 
 
 def _join(ids1: torch.Tensor, ids2: torch.Tensor):
@@ -281,3 +314,19 @@ def spatial_diagonal(t: torch.Tensor, n_spatial: int, diagonal_spatial: bool) ->
     spatial = t.shape[t.ndim - n_spatial:]
     P = math.prod(spatial)
     return t.reshape(batch + (P, P)).diagonal(dim1=-2, dim2=-1).reshape(batch + spatial)
+
+
+def symmetric_from_upper(blk: torch.Tensor, n_spatial: int, diagonal_spatial: bool) -> torch.Tensor:
+    """The (m, m, ...) block of a kernel k(x, x) rebuilt from its upper triangle (pairs i <= j and,
+    for i == j in a full spatial kernel, positions p <= q), so that it is exactly symmetric."""
+    m = blk.shape[0]
+    if n_spatial == 0:
+        return blk.triu() + blk.triu(1).T
+    if diagonal_spatial:  # positions are independent: one (m, m) matrix per position
+        b = blk.movedim((0, 1), (-2, -1))  # (*S, m, m)
+        return (b.triu() + b.triu(1).transpose(-2, -1)).movedim((-2, -1), (0, 1))
+    spatial = blk.shape[2:2 + n_spatial]
+    P = math.prod(spatial)
+    M = blk.reshape(m, m, P, P).permute(0, 2, 1, 3).reshape(m * P, m * P)  # rows (i, p), columns (j, q)
+    M = M.triu() + M.triu(1).T
+    return M.reshape(m, P, m, P).permute(0, 2, 1, 3).reshape(blk.shape)

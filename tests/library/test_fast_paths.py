@@ -39,9 +39,10 @@ def test_row_strip_path_matches_untiled_recursion_with_exact_diagonal(x2_rows):
         # blocking, instruction set), and elementwise kernels take vector or scalar paths by position.
         # Each entry passes 9 layers of a few correctly rounded operations: 64 eps of the scale is ample.
         assert float((a - b).abs().max()) <= 64 * EPS * float(b.abs().max()), f
-        if x2 is None:  # exact by construction: the upper triangle is mirrored, the diagonal reset
+        if x2 is None:  # exact by construction: the upper triangle is mirrored, the nngp diagonal reset
             assert torch.equal(a, a.T), f"{f} from row strips is not exactly symmetric"
-            assert torch.equal(a.diagonal(), b.diagonal()), f"{f} diagonal differs from the untiled path"
+            if f == "nngp":  # to the shared variances, the same numbers as the untiled path's
+                assert torch.equal(a.diagonal(), b.diagonal()), "nngp diagonal differs from the untiled path"
     # the variances: the same vector operations on the same vectors in both paths
     assert torch.equal(strips.var1, whole.var1)
 
