@@ -13,7 +13,9 @@ numbers agree to rounding; ``tests/library/test_kernels.py`` and ``test_fast_pat
    small enough to stay in the CPU cache through all layers (about ten elementwise passes per
    layer), with ``layer.cross_kernel_fn`` given those variances. For ``x2=None`` only the tiles
    on and above the diagonal are computed and mirrored (half the work, exactly symmetric), and
-   each layer's batch diagonal is reset to the shared variances, so that it is exact.
+   each layer's batch diagonal is reset to the shared variances, so that it is exact. On the CPU
+   the tiles are coarse tasks for ``torch.get_num_threads()`` Python threads, each running its
+   tiles with one torch thread (see :func:`_run_tiles`).
 3. **Independent tiles** (architectures with a layer that is not ``entrywise``, such as
    ``Shortcut``), only when ``batch_size`` is given (else one block): each tile's inputs through
    ``layer.kernel_fn``, mirrored for ``x2=None``.

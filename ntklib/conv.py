@@ -110,7 +110,7 @@ def _layout(nd: int) -> str:
 # ---------------------------------------------------------------------------------------------
 def _shifted_sum(t: torch.Tensor, axes: tuple[int, ...], size: int, stride: int, out: int) -> torch.Tensor:
     """sum_{f < size} of t at positions f + stride * i (i < out) along every axis in ``axes`` (one shift f
-    for all of them); a new tensor."""
+    for all of them), t already padded: the axes shrink to ``out``. A new tensor."""
     acc = None
     for f in range(size):
         idx = [slice(None)] * t.ndim
@@ -121,19 +121,43 @@ def _shifted_sum(t: torch.Tensor, axes: tuple[int, ...], size: int, stride: int,
     return acc
 
 
+def _clipped_sum(t: torch.Tensor, axes: tuple[int, ...], size: int, before: int, out: int) -> torch.Tensor:
+    """:func:`_shifted_sum` for stride 1 and zero padding (``before`` zeros ahead of each axis), without
+    padding: output position p gets t[p + f - before] where that lies inside the axis; padded zeros add
+    nothing. The first term is the shift f = before (every position inside; SAME and VALID have it), the
+    others are added on the ranges where they lie inside. A new tensor."""
+    n = t.shape[axes[0]]
+    shifts = [before] + [f for f in range(size) if f != before]
+    acc = None
+    for f in shifts:
+        p0, p1 = max(0, before - f), min(out, n + before - f)  # outputs whose input p + f - before is inside
+        if p1 <= p0:
+            continue
+        src, dst = [slice(None)] * t.ndim, [slice(None)] * t.ndim
+        for a in axes:
+            src[a], dst[a] = slice(p0 + f - before, p1 + f - before), slice(p0, p1)
+        v = t[tuple(src)]
+        if acc is None:  # f = before: p0 = 0 and p1 = out
+            acc = v.clone(memory_format=torch.contiguous_format)
+        else:
+            acc[tuple(dst)] += v
+    return acc
+
+
 def _window_mean(t: torch.Tensor, nb: int, n_spatial: int, full: bool, window, stride, geom, circular: bool,
                  joint: bool) -> torch.Tensor:
-    """The mean over windows, axis by axis. ``joint``: the same shift on the positions of x and x'
-    (convolution, :math:`\\mathcal A`); else independent shifts (pooling, full kernels only)."""
+    r"""The mean over windows, axis by axis, of a kernel with ``nb`` batch axes. ``joint``: the same shift
+    on the positions of x and x' (convolution, :math:`\mathcal A`); else independent shifts (pooling,
+    full kernels only). Zero padding at stride 1 is never materialized (:func:`_clipped_sum`)."""
     for d, (w, s, (lo, hi, out)) in enumerate(zip(window, stride, geom)):
         axes = (nb + d, nb + n_spatial + d) if full else (nb + d,)
-        for a in axes:
-            t = pad_axis(t, a, lo, hi, circular) if lo or hi else t
-        if joint:
-            t = _shifted_sum(t, axes, w, s, out)
-        else:
-            for a in axes:
-                t = _shifted_sum(t, (a,), w, s, out)
+        for g in [axes] if joint else [(a,) for a in axes]:
+            if s == 1 and not circular:
+                t = _clipped_sum(t, g, w, lo, out)
+            else:
+                for a in g:
+                    t = pad_axis(t, a, lo, hi, circular) if lo or hi else t
+                t = _shifted_sum(t, g, w, s, out)
     return t.div_(math.prod(window) ** (1 if joint else 2))
 
 

@@ -3,8 +3,9 @@ r"""Layers: one description, two views (infinite-width kernels and a finite netw
 Every layer maps the kernel record of its input to that of its output
 (:meth:`Layer.kernel_fn`) and builds the matching finite ``torch.nn.Module``
 (:meth:`Layer.build`). :func:`serial` composes layers; any layer or composition has
-:meth:`Layer.kernel` (the analytic NNGP and NTK) and :meth:`Layer.module` (a seeded
-finite network).
+:meth:`Layer.kernel` (the analytic NNGP and NTK, evaluated in blocks by
+:mod:`ntklib.batching`) and :meth:`Layer.module` (a seeded finite network). Nonlinearities are in
+:mod:`ntklib.activations`, convolutions and pooling in :mod:`ntklib.conv`.
 
 Dense layer, exactly as neural-tangents' ``stax.Dense`` (derived in notebook 02):
 

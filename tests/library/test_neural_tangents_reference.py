@@ -6,6 +6,8 @@ float64) for 35 architectures -- Dense in both parameterizations with and withou
 by Gauss--Hermite quadrature, depths 0 to 5 and 50, output widths 1 and 3 -- on inputs with a
 repeated, a negated and a zero row. ``benchmarks/make_nt_reference.py`` made it and says exactly how.
 No jax is needed here: each architecture is rebuilt in ntklib from its stored JSON spec.
+Convolutional networks (``data/nt_conv_reference.npz``, ``benchmarks/make_nt_conv_reference.py``)
+are checked in the second half of this file; their tolerances are explained there.
 
 Tolerances (relative, entrywise, with an absolute floor of the same size times the largest entry):
 
