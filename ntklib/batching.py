@@ -15,7 +15,7 @@ numbers agree to rounding; ``tests/library/test_kernels.py`` and ``test_fast_pat
    on and above the diagonal are computed and mirrored (half the work, exactly symmetric), and
    each layer's batch diagonal is reset to the shared variances, so that it is exact. On the CPU
    the tiles are coarse tasks for ``torch.get_num_threads()`` Python threads, each running its
-   tiles with one torch thread (see :func:`_run_tiles`).
+   tiles with one torch thread (see :func:`kernel`).
 3. **Independent tiles** (architectures with a layer that is not ``entrywise``, such as
    ``Shortcut``), only when ``batch_size`` is given (else one block): each tile's inputs through
    ``layer.kernel_fn``, mirrored for ``x2=None``.
@@ -67,7 +67,23 @@ def spatial_plan(layers) -> list[bool]:
 
 def kernel(layer, x1: torch.Tensor, x2: torch.Tensor | None, *, diagonal: bool, compute_ntk: bool,
            batch_size: int | None) -> Kernel:
-    """The kernel record of ``layer`` for inputs ``x1``, ``x2`` (validated tensors), in blocks."""
+    """The kernel record of ``layer`` for inputs ``x1``, ``x2`` (validated tensors), in blocks.
+
+    Every torch operation runs with one thread; the ``torch.get_num_threads()`` threads work on
+    tiles as coarse tasks instead (:func:`_run_tiles`). Splitting each of the many small
+    elementwise operations across threads made every operation wait for the slowest thread, which
+    on a machine with other work (a browser, a second kernel) cost up to ten times the compute.
+    ``torch.set_num_threads`` is restored on return.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _kernel(layer, x1, x2, diagonal, compute_ntk, batch_size, threads)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _kernel(layer, x1, x2, diagonal, compute_ntk, batch_size, threads) -> Kernel:
     layers = getattr(layer, "layers", (layer,))  # a Serial's layers, else the layer itself
     plan = spatial_plan(layers)
     n1 = x1.shape[0]
@@ -85,7 +101,7 @@ def kernel(layer, x1: torch.Tensor, x2: torch.Tensor | None, *, diagonal: bool, 
         return _run(layers, plan, k0)
     if entrywise:
         rows, cols = _tile_shape(n1, n2, pair, budget, batch_size)
-        return _shared_variance_tiles(layers, plan, x1, x2, compute_ntk, chunk, rows, cols)
+        return _shared_variance_tiles(layers, plan, x1, x2, compute_ntk, chunk, rows, cols, threads)
     return _independent_tiles(layers, plan, x1, x2, compute_ntk, batch_size)
 
 
@@ -153,7 +169,7 @@ def _self_pass(layers, plan, x: torch.Tensor, compute_ntk: bool, chunk: int, fir
     return V, k
 
 
-def _shared_variance_tiles(layers, plan, x1, x2, compute_ntk, chunk, rows, cols) -> Kernel:
+def _shared_variance_tiles(layers, plan, x1, x2, compute_ntk, chunk, rows, cols, threads) -> Kernel:
     """Evaluation 2 of the module docstring."""
     symmetric = x2 is None
     xb = x1 if symmetric else x2
@@ -193,30 +209,25 @@ def _shared_variance_tiles(layers, plan, x1, x2, compute_ntk, chunk, rows, cols)
                 _mirror(out, t, i0, i1, j0, j1)
 
     _run_tiles(tile, [(i0, min(n1, i0 + rows), j0, min(n2, j0 + cols))
-                      for i0 in range(0, n1, rows) for j0 in range(i0 if symmetric else 0, n2, cols)], x1.device)
+                      for i0 in range(0, n1, rows) for j0 in range(i0 if symmetric else 0, n2, cols)],
+               x1.device, threads)
     if symmetric and len(out1.var1.shape) > 1 + len(spatial):  # full spatial: the pairs (i, i) at every pair
         batch_diagonal(nngp).copy_(out1.var1)                  # of positions, as kernel_fn keeps them
     return out1.replace(nngp=nngp, ntk=ntk, var1=out1.var1, var2=out2.var1, diagonal=False, symmetric=symmetric)
 
 
-def _run_tiles(tile, tasks: list, device: torch.device) -> None:
-    """``tile(*task)`` for every task. On the CPU with several torch threads, the tiles run in that many
-    Python threads, each with one torch thread: coarse tasks instead of every elementwise operation split
-    across threads (which waits at every operation when another process holds a core). The tiles write
-    disjoint parts of the output. ``torch.set_num_threads`` is restored afterwards."""
-    workers = min(torch.get_num_threads(), len(tasks))
+def _run_tiles(tile, tasks: list, device: torch.device, threads: int) -> None:
+    """``tile(*task)`` for every task; on the CPU in ``threads`` Python threads (torch operations release
+    the interpreter lock), each running one torch thread (:func:`kernel` set it). The tiles write
+    disjoint parts of the output."""
+    workers = min(threads, len(tasks))
     if device.type != "cpu" or workers <= 1:
         for task in tasks:
             tile(*task)
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # threads started below take it as theirs
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            for future in [pool.submit(tile, *task) for task in tasks]:
-                future.result()
-    finally:
-        torch.set_num_threads(threads)
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(tile, *task) for task in tasks]:
+            future.result()
 
 
 def _reset_diagonal(t: Kernel, v: torch.Tensor) -> None:
