@@ -36,12 +36,12 @@ diagonal, O(n1 n2 P) instead of O(n1 n2 P^2).
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 from .kernel import (Kernel, batch_diagonal, equal_inputs, input_nngp, snap_equal_inputs, swap_inputs,
                      symmetric_from_upper)
+from .parallel import map_blocks
 
 __all__ = ["kernel", "tile_entries", "spatial_plan"]
 
@@ -70,10 +70,10 @@ def kernel(layer, x1: torch.Tensor, x2: torch.Tensor | None, *, diagonal: bool, 
     """The kernel record of ``layer`` for inputs ``x1``, ``x2`` (validated tensors), in blocks.
 
     Every torch operation runs with one thread; the ``torch.get_num_threads()`` threads work on
-    tiles as coarse tasks instead (:func:`_run_tiles`). Splitting each of the many small
-    elementwise operations across threads made every operation wait for the slowest thread, which
-    on a machine with other work (a browser, a second kernel) cost up to ten times the compute.
-    ``torch.set_num_threads`` is restored on return.
+    tiles as coarse tasks instead (:func:`ntklib.parallel.map_blocks`). Splitting each of the many
+    small elementwise operations across threads made every operation wait for the slowest thread,
+    which on a machine with other work (a browser, a second kernel) cost up to ten times the
+    compute. ``torch.set_num_threads`` is restored on return.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -217,17 +217,10 @@ def _shared_variance_tiles(layers, plan, x1, x2, compute_ntk, chunk, rows, cols,
 
 
 def _run_tiles(tile, tasks: list, device: torch.device, threads: int) -> None:
-    """``tile(*task)`` for every task; on the CPU in ``threads`` Python threads (torch operations release
-    the interpreter lock), each running one torch thread (:func:`kernel` set it). The tiles write
-    disjoint parts of the output."""
-    workers = min(threads, len(tasks))
-    if device.type != "cpu" or workers <= 1:
-        for task in tasks:
-            tile(*task)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(tile, *task) for task in tasks]:
-            future.result()
+    """``tile(*task)`` for every task, on ``threads`` workers with one torch thread each
+    (:func:`ntklib.parallel.map_blocks`; serially on accelerators). The tiles write disjoint parts of
+    the output, so the order does not matter."""
+    map_blocks(lambda task: tile(*task), tasks, device=device, workers=threads)
 
 
 def _reset_diagonal(t: Kernel, v: torch.Tensor) -> None:
