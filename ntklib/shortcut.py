@@ -559,7 +559,7 @@ class Shortcut(Layer):
         var1 = acc["var1"] / M
         var2 = var1 if k.var2 is k.var1 else acc["var2"] / M
         ntk = None if acc["ntk"] is None else acc["ntk"] / M
-        return k.replace(nngp=acc["nngp"] / M, ntk=ntk, var1=var1, var2=var2, width=self.out_dim, is_input=False)
+        return k.replace(nngp=acc["nngp"] / M, ntk=ntk, var1=var1, var2=var2, width=self.out_dim)
 
     def readout_kernels(self, x1, x2=None, *, get=("nngp", "ntk"), keep=None, dtype: torch.dtype = torch.float64) -> dict:
         r"""The infinite-width kernel of each readout, from one pass of the recursion.
