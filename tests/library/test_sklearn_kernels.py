@@ -264,6 +264,26 @@ def test_inputs_sparse_rows_and_input_shape():
         NeuralKernel(nk.Relu(), W_std=1.0)(X)
 
 
+def test_convolutional_architecture_through_input_shape():
+    """Rows reshaped to (n, 1, L) give the convolutional kernel; with circular padding and global average pooling
+    it is invariant to cyclic shifts of the rows (exact up to rounding); an SVC uses it like any kernel."""
+    arch = nk.serial(nk.Conv(8, 3, padding="CIRCULAR", W_std=1.3, b_std=0.2), nk.Relu(), nk.GlobalAvgPool(),
+                     nk.Dense(1, 1.3, 0.2))
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(9, 12))
+    k = NeuralKernel(arch, "ntk", input_shape=(1, 12))
+    K = k(X)
+    np.testing.assert_allclose(K, arch.kernel(torch.from_numpy(X).reshape(9, 1, 12)).ntk.numpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(k(X, np.roll(X, 5, axis=1)), k(X, X), rtol=0, atol=100 * EPS * np.abs(K).max())
+    flat = NeuralKernel(nk.serial(nk.Conv(8, 3, padding="CIRCULAR"), nk.Relu(), nk.Flatten(), nk.Dense(1)),
+                        input_shape=(1, 12))
+    assert np.abs(flat(X, np.roll(X, 5, axis=1)) - flat(X, X)).max() > 1e-3 * np.abs(flat(X)).max()  # not invariant
+    labels = (X[:, :6].sum(1) > 0).astype(int)
+    svc = SVC(kernel=k, C=10.0).fit(X, labels)
+    np.testing.assert_allclose(svc.decision_function(np.roll(X, 3, axis=1)), svc.decision_function(X), rtol=1e-8,
+                               atol=1e-8)
+
+
 # --------------------------------------------------------------------------------------------------
 # scikit-learn's estimator checks
 # --------------------------------------------------------------------------------------------------
