@@ -49,7 +49,10 @@ LAB_SETTINGS = {
     # Never write executed notebooks back into course/ or solutions/.
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     # Start the notebook's kernel without the "Select Kernel" dialog (a student clicks "Select" there).
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True},
+    # Every cell in the page (no windowing): the tests count and read all cells, and a windowed
+    # notebook attaches off-screen cells lazily.
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True,
+                                                                   "windowingMode": "none"},
     # No news/update checks (no network in CI, and no toast covering the notebook).
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false",

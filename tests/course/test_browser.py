@@ -166,6 +166,16 @@ def wait_kernel_idle(page, timeout_ms: int) -> None:
     page.wait_for_function(_KERNEL_IDLE_AND_NOTHING_QUEUED, timeout=timeout_ms, polling=100)
 
 
+def wait_code_cells(page, count: int, timeout_ms: int) -> None:
+    """Wait until the panel holds ``count`` code cells (JupyterLab attaches a long notebook's cells in batches)."""
+    try:
+        page.wait_for_function(
+            f"([n]) => document.querySelectorAll('{_PANEL} .jp-CodeCell .jp-InputPrompt').length === n",
+            arg=[count], timeout=timeout_ms, polling=200)
+    except playwright_sync.TimeoutError:
+        pass  # the caller's assertion reports what the page shows
+
+
 def prompts(page) -> list[str]:
     """The execution prompts of all code cells ("[3]:", "[*]:", "[ ]:").
 
@@ -187,6 +197,7 @@ def run_all_cells(page, code_sources: list[str]) -> list[tuple[int, str]]:
     wait_kernel_idle(page, RUN_ALL_MS)
     start = -1
     for _ in range(len(code_sources) + 1):
+        wait_code_cells(page, len(code_sources), RUN_ALL_MS)
         current = prompts(page)
         assert len(current) == len(code_sources), (
             f"JupyterLab shows {len(current)} code cells, the notebook file has {len(code_sources)}")
