@@ -159,7 +159,7 @@ def as_tensor(name: str, x: Any, *, like: torch.Tensor | None = None, dtype: tor
         if t.is_floating_point() and not keep_array_dtype:
             t = t.to(torch.float64)
     else:
-        raise TypeError(f"{name} must be a torch.Tensor or a numpy array; got {type(x).__name__}.")
+        raise TypeError(f"{name} must be {what} (a torch.Tensor, a numpy array or a number); got {type(x).__name__}.")
     if t.is_complex():
         raise TypeError(f"{name} must be real; got complex dtype {t.dtype}.")
     if like is not None and t.device != like.device:
