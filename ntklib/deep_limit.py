@@ -52,7 +52,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .validation import (MAX_STD, as_inputs, as_tensor, check_float_dtype, check_nonneg, check_positive_int, check_std)
+from .validation import (MAX_STD, as_inputs, as_kernel_matrix, as_tensor, check_float_dtype, check_nonneg,
+                         check_positive_int, check_std)
 from ._progress import progress_bar
 from .activations import ABRelu, Activation, Relu
 from .kernel import Kernel, sin_minus_theta_cos, unit_rows
@@ -558,6 +559,6 @@ def regression_map(k_train_train, k_test_train, *, diag_reg: float = 0.0) -> tor
     :math:`\det\kappa(X, X) \to 0` while :math:`R \to \frac1n 1^\top` (the mean predictor); for the
     normalized NTK :math:`R \to 1^\top/(n+3)` (docs/depth.md, part A).
     """
-    k = torch.as_tensor(k_train_train)
-    eye = torch.eye(k.shape[0], dtype=k.dtype if k.is_floating_point() else torch.float64, device=k.device)
-    return kernel_regression(k_train_train, k_test_train, eye, diag_reg=diag_reg)  # (n_test, n)
+    k = as_kernel_matrix("k_train_train", k_train_train, square=True)
+    eye = torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
+    return kernel_regression(k, k_test_train, eye, diag_reg=diag_reg)  # (n_test, n)

@@ -65,7 +65,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .validation import as_inputs, check_nonneg, check_positive_int
+from .validation import as_inputs, check_nonneg, check_positive, check_positive_int
 from .activations import ABRelu, Activation, Erf, Identity, Relu, Sin
 from .kernel import Kernel
 from .layers import Dense, Layer
@@ -87,6 +87,7 @@ def lipschitz_constant(activation: Activation, *, grid: int = 200001, bound: flo
     """
     if not isinstance(activation, Activation):
         raise TypeError(f"activation must be an ntklib activation (e.g. ntklib.Relu()); got {activation!r}.")
+    grid, bound = check_positive_int("grid", grid), check_positive("bound", bound)
     if isinstance(activation, ABRelu):
         return max(abs(activation.a), abs(activation.b))
     if isinstance(activation, Identity):

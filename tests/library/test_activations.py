@@ -308,3 +308,5 @@ def test_finite_networks_and_lipschitz_constant_use_the_activations_derivative()
     # Gelu: max of Phi(x) + x phi(x), at x = sqrt(2): Phi(sqrt 2) + sqrt(2) phi(sqrt 2) = 1.12890...
     peak = 0.5 * (1 + math.erf(1.0)) + math.sqrt(2) * math.exp(-1) / math.sqrt(2 * math.pi)
     assert lipschitz_constant(nk.Gelu()) == pytest.approx(peak, rel=1e-7)  # the grid's spacing 2e-4 at a smooth max
+    with pytest.raises(ValueError, match=r"grid must be a positive integer; got 0"):
+        lipschitz_constant(nk.Gelu(), grid=0)

@@ -294,6 +294,9 @@ def test_iterates_kept_at_chosen_depths_equal_the_full_run():
     (lambda: dp.correlation_map(0.5, nk.Erf(), W_std=1e200, q=1.0), ValueError, r"W_std must be .* whose square is finite"),
     (lambda: dp.chi_1(nk.Erf(), torch.tensor([1.0, 1e200], dtype=torch.float64), 0.1), ValueError, r"W_std must be >= 0 with a finite square"),
     (lambda: dp.chi_1(nk.Erf(), 1.0, 0.1, q=-1.0), ValueError, r"q must be a variance >= 0"),
+    (lambda: dp.regression_map("K", torch.eye(2, dtype=torch.float64)), TypeError, r"k_train_train must be"),
+    (lambda: dp.regression_map(torch.ones(2, 3, dtype=torch.float64), torch.ones(1, 2, dtype=torch.float64)), ValueError,
+     r"k_train_train must be square"),
 ])
 def test_deep_limit_bad_input_is_rejected_naming_the_argument(call, exc, match):
     """Each of these was accepted and returned a wrong number (truncated depths, q0 = -1 giving -2, int64 iterates,
