@@ -34,6 +34,7 @@ __all__ = [
 # the sweeps that measure the papers' claims are in ntklib.experiments (imported on demand, never by the library)
 from . import deep_limit  # noqa: E402
 from .shortcut import Shortcut, ShortcutModule  # noqa: E402
+from . import shortcut_ensemble  # noqa: E402  many finite shortcut networks as batched tensors (Monte Carlo)
 
 __all__ += ["deep_limit", "Shortcut", "ShortcutModule"]
 

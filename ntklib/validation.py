@@ -282,13 +282,15 @@ def as_kernel_matrix(name: str, k: Any, *, square: bool = False, like: torch.Ten
 def as_symmetric_kernel(name: str, k: Any) -> torch.Tensor:
     """A square kernel matrix, checked symmetric up to rounding and returned as (K + K^T)/2."""
     k = as_kernel_matrix(name, k, square=True)
-    scale = float(k.abs().max()) if k.numel() else 0.0
-    asym = float((k - k.T).abs().max()) if k.numel() else 0.0
+    scale = float(k.abs().amax())
+    diff = k - k.T  # (n, n), the one temporary besides the result
+    asym = float(diff.abs_().amax())
+    del diff
     tol = 1e3 * torch.finfo(k.dtype).eps * max(scale, 1e-300) * max(1, k.shape[0]) ** 0.5
     if asym > max(tol, 1e-6 * scale):
         raise ValueError(f"{name} must be a symmetric kernel matrix; max |K - K^T| = {asym:.3g} "
                          f"(max |K| = {scale:.3g}).")
-    return 0.5 * (k + k.T)
+    return (k + k.T).mul_(0.5)
 
 
 def as_targets(name: str, y: Any, n: int, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
