@@ -26,7 +26,8 @@ whose row 3 repeats row 1, ``x2_2d`` (3, 2, 6, 5) whose row 0 is minus row 2 of 
   ``{"layer": "GlobalAvgPool"}``, ``{"layer": "Flatten"}``, and the dense layers and
   activations of ``make_nt_reference.py``;
 * ``<name>/nngp_11``, ``<name>/ntk_11``: ``kernel_fn(x1, None)``; ``<name>/nngp_12``,
-  ``<name>/ntk_12``: ``kernel_fn(x1, x2)``; ``<name>/cov1``: neural-tangents' batch diagonal
+  ``<name>/ntk_12``: ``kernel_fn(x1, x2)``; ``<name>/nngp_21``, ``<name>/ntk_21``: ``kernel_fn(x2, x1)``
+  (for the quadrature rule, which is not symmetric under swapping the inputs); ``<name>/cov1``: neural-tangents' batch diagonal
   k(x1, x1) (its ``Kernel.cov1``, computed from each input's own covariance);
 * for ``empirical`` architectures, one finite network (ntklib's ``arch.module(in_shape, seed=i)``
   in float64, its weights transposed into neural-tangents' layout): ``<name>/p<j>/W`` and
@@ -270,7 +271,9 @@ def main():
         j1, j2 = jnp.asarray(channel_last(x1)), jnp.asarray(channel_last(x2))
         k11 = kernel_fn(j1, None, None)  # the whole neural-tangents Kernel, with its batch diagonal cov1
         k12 = kernel_fn(j1, j2, ("nngp", "ntk"))
-        out = {"nngp_11": k11.nngp, "ntk_11": k11.ntk, "nngp_12": k12.nngp, "ntk_12": k12.ntk, "cov1": k11.cov1}
+        k21 = kernel_fn(j2, j1, ("nngp", "ntk"))  # the other order (the quadrature rule is not swap-symmetric)
+        out = {"nngp_11": k11.nngp, "ntk_11": k11.ntk, "nngp_12": k12.nngp, "ntk_12": k12.ntk,
+               "nngp_21": k21.nngp, "ntk_21": k21.ntk, "cov1": k11.cov1}
         out = {key: to_ntklib_order(np.asarray(v, dtype=np.float64), dim) for key, v in out.items()}
 
         ours = ntklib_arch(arch["layers"])

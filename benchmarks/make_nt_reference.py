@@ -24,7 +24,9 @@ row (4 = 0), a negated row (5 = -1) and a zero row (6), ``x2`` shares row 2 of `
   "parameterization": "ntk"}``, ``{"layer": "Relu"}``, ``{"layer": "Erf", "a":..,"b":..,"c":..}``,
   ``{"layer": "Tanh", "deg": 48, "derivative": "closed" | "autodiff"}``;
 * ``<name>/nngp_11``, ``<name>/ntk_11`` (7, 7): ``kernel_fn(x1, None)``; ``<name>/nngp_12``,
-  ``<name>/ntk_12`` (7, 4): ``kernel_fn(x1, x2)`` -- neural-tangents' analytic kernels;
+  ``<name>/ntk_12`` (7, 4): ``kernel_fn(x1, x2)``; ``<name>/nngp_21``, ``<name>/ntk_21`` (4, 7):
+  ``kernel_fn(x2, x1)`` -- neural-tangents' analytic kernels (the last for the quadrature rule, which is
+  not symmetric under swapping the inputs: ntklib averages both orders);
 * for ``empirical`` architectures, one finite network (built by ntklib's ``arch.module(5, seed=i)``
   in float64, its weights copied into neural-tangents' parameters, whose ``Dense`` layout is
   (in, out)): ``<name>/W<j>`` (in, out) and ``<name>/b<j>`` (out,) for the j-th Dense layer,
@@ -230,7 +232,9 @@ def main():
             init_fn, apply_fn, kernel_fn = stax.serial(*[nt_layer(s, stax, jnp) for s in arch["layers"]])
         k11 = kernel_fn(jnp.asarray(x1), None, ("nngp", "ntk"))
         k12 = kernel_fn(jnp.asarray(x1), jnp.asarray(x2), ("nngp", "ntk"))
-        out = {"nngp_11": k11.nngp, "ntk_11": k11.ntk, "nngp_12": k12.nngp, "ntk_12": k12.ntk}
+        k21 = kernel_fn(jnp.asarray(x2), jnp.asarray(x1), ("nngp", "ntk"))
+        out = {"nngp_11": k11.nngp, "ntk_11": k11.ntk, "nngp_12": k12.nngp, "ntk_12": k12.ntk,
+               "nngp_21": k21.nngp, "ntk_21": k21.ntk}
         out = {key: np.asarray(v, dtype=np.float64) for key, v in out.items()}
 
         # ntklib on the same architecture (only printed here; the test asserts it)

@@ -58,7 +58,7 @@ from .kernel import Kernel, batch_diagonal, symmetric_from_upper
 from .layers import Layer
 from .networks import (PADDINGS, AvgPoolModule, ConvModule, FlattenModule, GlobalAvgPoolModule, pad_axis,
                        padding_amounts)
-from .validation import check_choice, check_nonneg, check_positive_int
+from .validation import check_choice, check_positive_int, check_std
 
 __all__ = ["Conv", "AvgPool", "GlobalAvgPool", "Flatten"]
 
@@ -207,8 +207,8 @@ class Conv(Layer):
         self.kernel_size = _int_tuple("kernel_size", kernel_size)
         self.stride = _int_tuple("stride", stride, len(self.kernel_size))
         self.padding = _padding(padding)
-        self.W_std = check_nonneg("W_std", W_std)
-        self.b_std = check_nonneg("b_std", b_std, allow_none=True)
+        self.W_std = check_std("W_std", W_std)
+        self.b_std = check_std("b_std", b_std, allow_none=True)
         self.parameterization = check_choice("parameterization", parameterization, ("ntk", "standard"))
 
     def __repr__(self) -> str:

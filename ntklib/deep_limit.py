@@ -52,10 +52,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .validation import as_inputs, check_nonneg, check_positive_int
+from .validation import (MAX_STD, as_inputs, as_kernel_matrix, as_tensor, check_float_dtype, check_nonneg,
+                         check_positive_int, check_std)
 from ._progress import progress_bar
 from .activations import ABRelu, Activation, Relu
-from .kernel import Kernel
+from .kernel import Kernel, sin_minus_theta_cos, unit_rows
 from .layers import Dense
 from .regression import kernel_regression
 
@@ -76,17 +77,20 @@ r""":math:`\lim_L \bar\Theta^{(L)}(x, x') = 1/4` for bias-free ReLU and any :mat
 # ----------------------------------------------------------------------------------------------
 # Bias-free ReLU: the correlation map, on correlations and on angles
 # ----------------------------------------------------------------------------------------------
-def _as_float_tensor(name, value, dtype=torch.float64):
-    if isinstance(value, torch.Tensor):
-        t = value if value.is_floating_point() else value.to(dtype)
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a number, array or tensor of real numbers; got {value!r}.") from None
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite.")
-    return t
+def _real(name, value, dtype=None) -> torch.Tensor:
+    """A real, finite tensor (numbers and arrays on the CPU in float64, tensors keep their device)."""
+    return as_tensor(name, value, dtype=dtype, device="cpu", what="a number or an array of real numbers")
+
+
+def _depth_list(name: str, value) -> list[int]:
+    """One positive integer or a non-empty sequence of them (never a float such as 2.5, never truncated)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, (list, tuple, range)):
+        if len(value) == 0:
+            raise ValueError(f"{name} must be a positive integer or a non-empty list of them; got {value!r}.")
+        return [check_positive_int(name, v) for v in value]
+    return [check_positive_int(name, value)]
 
 
 def _check_rho(rho: torch.Tensor, name: str = "rho", tol: float = 1e-12) -> torch.Tensor:
@@ -102,42 +106,19 @@ def relu_correlation_map(rho) -> torch.Tensor:
     against quadrature). Loses relative precision in :math:`1-h` near :math:`\rho = 1`: for deep
     iterates use :func:`relu_angle_map` (what :func:`relu_correlation_iterates` does).
     """
-    rho = _check_rho(_as_float_tensor("rho", rho))
+    rho = _check_rho(_real("rho", rho))
     return (torch.sqrt(torch.clamp(1 - rho * rho, min=0.0)) + (math.pi - torch.arccos(rho)) * rho) / math.pi
 
 
 def relu_correlation_map_derivative(rho) -> torch.Tensor:
     r""":math:`\dot h(\rho) = 1 - \arccos(\rho)/\pi` (:math:`= \sigma_w^2\,\mathbb E[\phi'(u)\phi'(v)]` at :math:`\sigma_w^2 = 2`)."""
-    rho = _check_rho(_as_float_tensor("rho", rho))
+    rho = _check_rho(_real("rho", rho))
     return 1 - torch.arccos(rho) / math.pi
-
-
-# sin(t) - t cos(t) = t^3 sum_{k>=1} c_k (t^2)^(k-1), c_k = (-1)^(k+1) 2k / (2k+1)!; 8 terms are exact
-# to double precision for t < 1/2 (the next term is below 1e-17 of the first).
-_SXC_COEFFS = [(-1) ** (k + 1) * 2 * k / math.factorial(2 * k + 1) for k in range(1, 9)]
-
-
-def _sin_minus_x_cos(theta, xp=torch):
-    r""":math:`\sin\theta - \theta\cos\theta` without cancellation: its Taylor series (Horner) for
-    :math:`\theta < 1/2`, the direct formula above (where at most one digit cancels).
-    ``xp`` is ``torch`` or ``numpy`` (the same code on tensors on any device, or on CPU arrays)."""
-    small = theta < 0.5
-    t = xp.where(small, theta, xp.zeros_like(theta))
-    series = _sxc_series(t, xp)
-    return xp.where(small, series, xp.sin(theta) - theta * xp.cos(theta))
-
-
-def _sxc_series(t, xp=torch):
-    t2 = t * t
-    poly = xp.full_like(t, _SXC_COEFFS[-1])
-    for c in reversed(_SXC_COEFFS[:-1]):
-        poly = poly * t2 + c
-    return t * t2 * poly
 
 
 def _relu_angle_step(theta, xp=torch, small: bool = False):
     """One stable step theta -> theta'; ``small=True`` skips the large-angle branch (all theta < 1/2)."""
-    g = _sxc_series(theta, xp) if small else _sin_minus_x_cos(theta, xp)
+    g = sin_minus_theta_cos(theta, xp, small=small)
     u = 2 * xp.sin(theta / 2) ** 2 - g / math.pi  # 1 - cos(theta')
     return 2 * xp.arcsin(xp.sqrt(xp.clip(u / 2, 0.0, 1.0)))
 
@@ -153,7 +134,7 @@ def relu_angle_map(theta) -> torch.Tensor:
     precision of :math:`\theta'` and :math:`1-\cos\theta'` stays near machine epsilon for all
     :math:`\theta \in [0, \pi]`, even :math:`\theta \sim 10^{-8}` (tested against mpmath).
     """
-    theta = _as_float_tensor("theta", theta)
+    theta = _real("theta", theta)
     if bool(((theta < 0) | (theta > math.pi * (1 + 1e-12))).any()):
         raise ValueError("theta must be an angle in [0, pi].")
     return _relu_angle_step(theta.clamp(0.0, math.pi))
@@ -162,26 +143,27 @@ def relu_angle_map(theta) -> torch.Tensor:
 def pairwise_angles(x1, x2=None) -> torch.Tensor:
     r"""Angles :math:`\theta(x, x') = 2\,\mathrm{atan2}(|\hat x - \hat x'|, |\hat x + \hat x'|)` (n1, n2), stable near 0 and :math:`\pi`.
 
-    Exactly 0 on the diagonal when ``x2`` is None. Zero-norm rows raise an error.
+    Exactly 0 on the diagonal when ``x2`` is None. Zero-norm rows raise an error. Each row is
+    divided by its largest entry before its norm is taken, so rows of any scale (1e-200 or 1e200)
+    give the same angles.
     """
     x1, x2 = as_inputs(x1, x2, dtype=torch.float64 if not isinstance(x1, torch.Tensor) else None)
-    norms1 = x1.norm(dim=1, keepdim=True)
-    if bool((norms1 == 0).any()):
-        raise ValueError("x1 has a zero row: the angle to a zero vector is undefined.")
-    u1 = x1 / norms1
-    if x2 is None:
-        u2 = u1
-    else:
-        norms2 = x2.norm(dim=1, keepdim=True)
-        if bool((norms2 == 0).any()):
-            raise ValueError("x2 has a zero row: the angle to a zero vector is undefined.")
-        u2 = x2 / norms2
+    u1 = _unit_rows("x1", x1)
+    u2 = u1 if x2 is None else _unit_rows("x2", x2)
     diff = torch.cdist(u1[None], u2[None], compute_mode="donot_use_mm_for_euclid_dist")[0]  # (n1, n2)
     summ = torch.cdist(u1[None], -u2[None], compute_mode="donot_use_mm_for_euclid_dist")[0]  # (n1, n2)
     theta = 2 * torch.atan2(diff, summ)
     if x2 is None:
         theta.diagonal().zero_()
     return theta
+
+
+def _unit_rows(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit norm (:func:`ntklib.kernel.unit_rows`); a zero row is an error naming ``name``."""
+    zero = (x == 0).all(1)
+    if bool(zero.any()):
+        raise ValueError(f"{name} has a zero row (row {int(zero.nonzero()[0])}): the angle to a zero vector is undefined.")
+    return unit_rows(x)
 
 
 def relu_correlation_iterates(rho1=None, depth: int = 10, *, theta1=None, stable: bool = True,
@@ -205,23 +187,24 @@ def relu_correlation_iterates(rho1=None, depth: int = 10, *, theta1=None, stable
     and ``depth`` (1..depth, or the sorted ``keep``).
     """
     depth = check_positive_int("depth", depth)
+    dtype = check_float_dtype("dtype", dtype)
     if keep is None:
         kept = list(range(1, depth + 1))
     else:
-        kept = sorted({check_positive_int("keep", int(L)) for L in keep})
-        if not kept or kept[-1] > depth:
+        kept = sorted(set(_depth_list("keep", keep)))
+        if kept[-1] > depth:
             raise ValueError(f"keep must be a non-empty list of depths in 1..depth={depth}; got {keep!r}.")
     wanted = set(kept)
     if (rho1 is None) == (theta1 is None):
         raise ValueError("give exactly one of rho1 (correlations) or theta1 (angles).")
     if theta1 is not None:
-        theta = _as_float_tensor("theta1", theta1, dtype).to(dtype)
+        theta = _real("theta1", theta1, dtype)
         if bool(((theta < 0) | (theta > math.pi * (1 + 1e-12))).any()):
             raise ValueError("theta1 must be angles in [0, pi].")
         theta = theta.clamp(0.0, math.pi)
         rho = torch.cos(theta)
     else:
-        rho = _check_rho(_as_float_tensor("rho1", rho1, dtype).to(dtype), "rho1")
+        rho = _check_rho(_real("rho1", rho1, dtype), "rho1")
         theta = torch.arccos(rho)
     device = theta.device
     if stable:  # the angle recursion always runs in float64; results are cast to dtype at the end
@@ -265,7 +248,7 @@ def relu_one_minus_rho_asymptotic(depth, shift: float = 0.0) -> torch.Tensor:
     and :math:`\theta^{(l)} \approx 3\pi/l`. ``shift`` is :math:`C` (depends on :math:`\rho^{(1)}`; 0 gives
     the universal leading behaviour).
     """
-    L = _as_float_tensor("depth", depth)
+    L = _real("depth", depth)
     if bool((L < 1).any()):
         raise ValueError("depth must be >= 1.")
     return RELU_RATE_CONSTANT / (L + 1.5 * torch.log(L) + shift) ** 2
@@ -291,9 +274,9 @@ def _is_bias_free_relu(activation, b_std) -> bool:
 def _map_arguments(activation, W_std, b_std, rho, q):
     """Validated arguments of the correlation maps; ``q`` is None for bias-free ReLU (closed form)."""
     activation = _check_activation(activation)
-    W_std = check_nonneg("W_std", W_std)
-    b_std = check_nonneg("b_std", b_std, allow_none=True)
-    rho = _check_rho(_as_float_tensor("rho", rho))
+    W_std = check_std("W_std", W_std)
+    b_std = check_std("b_std", b_std, allow_none=True)
+    rho = _check_rho(_real("rho", rho))
     if _is_bias_free_relu(activation, b_std):
         return activation, W_std, b_std, rho, None, None, None
     if q is None:
@@ -303,6 +286,17 @@ def _map_arguments(activation, W_std, b_std, rho, q):
     q = check_nonneg("q", q)
     b2 = 0.0 if b_std is None else b_std ** 2
     return activation, W_std, b_std, rho, q, b2, torch.full_like(rho, q)
+
+
+def _variance_map(activation, W_std: float, b2: float, q: float, qt: torch.Tensor) -> torch.Tensor:
+    """sigma_w^2 E[phi(u)^2] + sigma_b^2 at variance q (the denominator of the maps), or a clear error where it is 0."""
+    activation.check_accuracy(qt.reshape(-1)[:1])
+    denom = W_std ** 2 * activation.dual(qt, qt, qt, need_dot=False)[0] + b2
+    if bool((denom == 0).any()):
+        raise ValueError(f"the next layer's variance sigma_w^2 E[phi(u)^2] + sigma_b^2 is 0 at q={q} (W_std={W_std}, "
+                         f"b_std^2={b2}, {activation!r}): both pre-activations are 0, so their correlation is "
+                         "undefined; pass q > 0 (or a bias).")
+    return denom
 
 
 def correlation_map(rho, activation: Activation | None = None, *, W_std: float = math.sqrt(2.0),
@@ -321,8 +315,7 @@ def correlation_map(rho, activation: Activation | None = None, *, W_std: float =
     if q is None:
         return relu_correlation_map(rho)
     cross, _ = activation.dual(rho * q, qt, qt, need_dot=False)
-    diag, _ = activation.dual(qt, qt, qt, need_dot=False)
-    return (W_std ** 2 * cross + b2) / (W_std ** 2 * diag + b2)
+    return (W_std ** 2 * cross + b2) / _variance_map(activation, W_std, b2, q, qt)
 
 
 def variance_fixed_point(activation: Activation | None = None, *, W_std: float = math.sqrt(2.0),
@@ -335,15 +328,18 @@ def variance_fixed_point(activation: Activation | None = None, *, W_std: float =
     maps not depending on :math:`q`).
     """
     activation = _check_activation(activation)
-    W_std = check_nonneg("W_std", W_std)
-    b_std = check_nonneg("b_std", b_std, allow_none=True)
+    W_std = check_std("W_std", W_std)
+    b_std = check_std("b_std", b_std, allow_none=True)
+    q0 = check_nonneg("q0", q0)
+    tol = check_nonneg("tol", tol)
+    max_iter = check_positive_int("max_iter", max_iter)
     b2 = 0.0 if b_std is None else b_std ** 2
     if _is_bias_free_relu(activation, b_std):
         slope = W_std ** 2 * activation.b ** 2 / 2
         if abs(slope - 1) < 1e-15:
-            return float(q0)
+            return q0
         return math.inf if slope > 1 else 0.0
-    q = torch.tensor([float(q0)], dtype=torch.float64)
+    q = torch.tensor([q0], dtype=torch.float64)
     for _ in range(max_iter):
         e, _ = activation.dual(q, q, q, need_dot=False)
         q_new = W_std ** 2 * e + b2
@@ -369,8 +365,7 @@ def correlation_map_slope(rho, activation: Activation | None = None, *, W_std: f
     if q is None:
         return relu_correlation_map_derivative(rho)
     _, dot = activation.dual(rho * q, qt, qt, need_dot=True)
-    diag, _ = activation.dual(qt, qt, qt, need_dot=False)
-    return W_std ** 2 * q * dot / (W_std ** 2 * diag + b2)
+    return W_std ** 2 * q * dot / _variance_map(activation, W_std, b2, q, qt)
 
 
 def fixed_points(activation: Activation | None = None, *, W_std: float = math.sqrt(2.0),
@@ -387,6 +382,8 @@ def fixed_points(activation: Activation | None = None, *, W_std: float = math.sq
 
     activation = _check_activation(activation)
     n_grid = check_positive_int("n_grid", n_grid)
+    if n_grid < 2:
+        raise ValueError(f"n_grid must be at least 2 (a grid on [-1, 1]); got {n_grid}.")
     if q is None and not _is_bias_free_relu(activation, b_std):
         q = variance_fixed_point(activation, W_std=W_std, b_std=b_std)
         if not math.isfinite(q) or q <= 0:
@@ -442,10 +439,12 @@ def chi_1(activation: Activation | None = None, W_std=math.sqrt(2.0), b_std=None
     :math:`\sigma_w \ge \sqrt2` and a bias) the value is still this slope of the map at :math:`\rho = 1`.
     """
     activation = _check_activation(activation)
-    W = _as_float_tensor("W_std", W_std)
-    b = _as_float_tensor("b_std", 0.0 if b_std is None else b_std)
-    if bool((W < 0).any()) or bool((b < 0).any()):
-        raise ValueError("W_std and b_std must be >= 0.")
+    W = _real("W_std", W_std)
+    b = _real("b_std", 0.0 if b_std is None else b_std)
+    for name, t in (("W_std", W), ("b_std", b)):
+        if bool((t < 0).any()) or bool((t > MAX_STD).any()):
+            raise ValueError(f"{name} must be >= 0 with a finite square (at most {MAX_STD:.4g}); got values in "
+                             f"[{float(t.min()):.4g}, {float(t.max()):.4g}].")
     W, b = torch.broadcast_tensors(W, b)
     W2, b2 = W * W, b * b  # (grid)
     if isinstance(activation, ABRelu):
@@ -453,6 +452,7 @@ def chi_1(activation: Activation | None = None, W_std=math.sqrt(2.0), b_std=None
     max_iter = check_positive_int("max_iter", max_iter)
     if q is None:
         q = torch.full_like(W2, check_nonneg("q0", q0))
+        tol = check_nonneg("tol", tol)
         for _ in range(max_iter):
             q_new = W2 * activation.dual(q, q, q, need_dot=False)[0] + b2
             done = (q_new - q).abs() <= tol * (1 + q_new)
@@ -465,7 +465,10 @@ def chi_1(activation: Activation | None = None, W_std=math.sqrt(2.0), b_std=None
                           "approach is polynomial); their value uses the last iterate.", RuntimeWarning,
                           stacklevel=2)
     else:
-        q = torch.broadcast_to(_as_float_tensor("q", q), W2.shape)
+        q = _real("q", q)
+        if bool((q < 0).any()):
+            raise ValueError(f"q must be a variance >= 0; got values down to {float(q.min()):.4g}.")
+        q = torch.broadcast_to(q, W2.shape)
     _, dot = activation.dual(q, q, q, need_dot=True)  # E[phi'(u)^2], u ~ N(0, q)
     return W2 * dot
 
@@ -492,12 +495,9 @@ def normalized_kernels(x1, x2=None, depths: int | Sequence[int] = 10, *, activat
     (D, n1): the unnormalized diagonals :math:`\Sigma^{(L)}(x, x)`, :math:`\Theta^{(L)}(x, x)`.
     """
     activation = _check_activation(activation)
-    W_std = check_nonneg("W_std", W_std)
-    b_std = check_nonneg("b_std", b_std, allow_none=True)
-    depths_list = [depths] if isinstance(depths, (int, np.integer)) else list(depths)
-    if not depths_list:
-        raise ValueError("depths must be a positive integer or a non-empty list of them.")
-    depths_list = [check_positive_int("depths", int(L)) for L in depths_list]
+    W_std = check_std("W_std", W_std)
+    b_std = check_std("b_std", b_std, allow_none=True)
+    depths_list = _depth_list("depths", depths)
     x1, x2 = as_inputs(x1, x2, dtype=torch.float64)
     Lmax = max(depths_list)
     wanted = set(depths_list)
@@ -529,6 +529,12 @@ def normalized_kernels(x1, x2=None, depths: int | Sequence[int] = 10, *, activat
                                          "value; use fewer layers or W_std nearer criticality.")
         if L in wanted:
             dn1, dn2, dt1, dt2 = pd1.nngp, pd2.nngp, pd1.ntk, pd2.ntk  # (n1,), (n2,)
+            for name, d in (("x1", dn1), ("x2", dn2)):
+                if bool((d == 0).any()):
+                    row = int((d == 0).nonzero()[0])
+                    raise ValueError(f"{name} row {row} has a zero kernel with itself at depth {L} (a zero input and no "
+                                     "bias): the normalized kernel K(x, x')/sqrt(K(x, x) K(x', x')) is undefined there. "
+                                     "Remove the zero input or use a bias.")
             out[L] = (pre.nngp / torch.sqrt(dn1[:, None] * dn2[None]), pre.ntk / torch.sqrt(dt1[:, None] * dt2[None]),
                       dn1, dt1)
         k, kd1 = activation.kernel_fn(pre), activation.kernel_fn(pd1)
@@ -553,6 +559,6 @@ def regression_map(k_train_train, k_test_train, *, diag_reg: float = 0.0) -> tor
     :math:`\det\kappa(X, X) \to 0` while :math:`R \to \frac1n 1^\top` (the mean predictor); for the
     normalized NTK :math:`R \to 1^\top/(n+3)` (docs/depth.md, part A).
     """
-    k = torch.as_tensor(k_train_train)
-    eye = torch.eye(k.shape[0], dtype=k.dtype if k.is_floating_point() else torch.float64, device=k.device)
-    return kernel_regression(k_train_train, k_test_train, eye, diag_reg=diag_reg)  # (n_test, n)
+    k = as_kernel_matrix("k_train_train", k_train_train, square=True)
+    eye = torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
+    return kernel_regression(k, k_test_train, eye, diag_reg=diag_reg)  # (n_test, n)

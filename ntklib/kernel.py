@@ -29,6 +29,21 @@ two layouts, as in neural-tangents:
 Convolutions and nonlinearities map the spatial diagonal to itself; pooling over windows and
 global average pooling need the off-diagonal pairs (see :mod:`ntklib.conv`).
 
+**Equal and opposite inputs.** ``equal_pairs`` = (i, j, sign, first) lists the pairs of inputs with
+``x2[j] == sign * x1[i]`` exactly (``x2=None``: pairs within ``x1``) and, for each row of ``x1``, the
+first row equal or opposite to it. Their representations are equal (or opposite, through odd maps)
+at every layer, so their kernel entries are exactly :math:`\pm` the variances; the nonlinearities
+restore that after each evaluation (:func:`snap_equal_pairs`), because two evaluations of a
+transcendental function (on an (n1, n2) matrix and on an (n,) vector) may round differently, and a
+later ReLU turns a difference of one rounding into an angle of 1e-8.
+
+**Gap.** ``gap`` (optional, vector kernels only) is
+:math:`\sqrt{\Sigma_{11}\Sigma_{22}} - \Sigma_{12} = \sqrt{\Sigma_{11}\Sigma_{22}}\,(1 - \cos\theta)`,
+carried alongside ``nngp`` through ``Dense`` layers and the ReLU family (``Layer.carries_gap``) in
+deep networks: near :math:`\theta = 0` it holds the angle to full relative precision, where
+``nngp`` alone holds :math:`1 - \cos\theta` only to an absolute rounding that accumulates over
+thousands of layers (see :mod:`ntklib.batching`). It is exactly 0 on the diagonal and for equal inputs.
+
 With ``diagonal=True`` only the batch diagonal :math:`x = x'` is carried: ``nngp`` and
 ``ntk`` have one batch axis, (n, ...), and ``nngp == var1``.
 
@@ -45,7 +60,9 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["Kernel", "input_nngp", "input_variances", "equal_inputs", "equal_or_opposite_rows", "snap_equal_inputs",
-           "batch_diagonal", "swap_inputs", "spatial_diagonal", "symmetric_from_upper"]
+           "snap_equal_pairs", "batch_diagonal", "swap_inputs", "spatial_diagonal", "symmetric_from_upper",
+           "in_normal_range", "power_of_two_scale", "geometric_mean", "correlation", "sin_minus_theta_cos", "unit_rows",
+           "input_gap"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,8 @@ class Kernel:
     symmetric: bool = False  # x2 was None: nngp[i, i] == var1[i] exactly, nngp(x, x') == nngp(x', x) swapped
     spatial: tuple[int, ...] = ()  # S: () for vectors, (L,) or (H, W)
     diagonal_spatial: bool = True  # spatial only: nngp (n1, n2, *S) (True) or (n1, n2, *S, *S)
+    equal_pairs: tuple | None = None  # (i, j, sign, first): equal (+1) or opposite (-1) inputs (module docstring)
+    gap: torch.Tensor | None = None  # sqrt(var1 var2) - nngp, like nngp; only where the layers carry it
 
     def replace(self, **changes) -> "Kernel":
         """A copy with some fields replaced (the record itself is immutable)."""
@@ -122,9 +141,18 @@ class Kernel:
                 var2[j] = var1[i]
             snap_equal_inputs(nngp, spatial_diagonal(var1, ns, diagonal_spatial), i, j, sign, n_spatial=ns,
                               diagonal_spatial=diagonal_spatial)
+        pairs = None if diagonal or i.numel() == 0 and bool((first == torch.arange(len(first), device=first.device)).all()) \
+            else (i, j, sign, first)
         ntk = torch.zeros_like(nngp) if compute_ntk else None
         return cls(nngp=nngp, ntk=ntk, var1=var1, var2=var2, width=x1.shape[1], diagonal=diagonal,
-                   symmetric=symmetric, spatial=spatial, diagonal_spatial=diagonal_spatial or not spatial)
+                   symmetric=symmetric, spatial=spatial, diagonal_spatial=diagonal_spatial or not spatial,
+                   equal_pairs=pairs)
+
+    def with_gap(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> "Kernel":
+        """This input record (of ``x1``, ``x2``) with ``gap`` (:func:`input_gap`; vector kernels only)."""
+        if self.spatial or self.diagonal:
+            return self
+        return self.replace(gap=input_gap(x1, x2, self.nngp, *self.broadcast_variances()))
 
     def position_variances(self) -> tuple[torch.Tensor, torch.Tensor]:
         r"""(v1, v2): the variance of each input at each position, (n1, \*S) and (n2, \*S)."""
@@ -159,12 +187,86 @@ class Kernel:
     def self_kernel(self, which: int = 1) -> "Kernel":
         """The batch-diagonal record of ``x1`` (``which=1``) or ``x2``: ``nngp = var`` (n, ...), no NTK."""
         var = self.var1 if which == 1 else self.var2
-        return self.replace(nngp=var, ntk=None, var1=var, var2=var, diagonal=True, symmetric=False)
+        return self.replace(nngp=var, ntk=None, var1=var, var2=var, diagonal=True, symmetric=False,
+                            equal_pairs=None, gap=None)
 
     def __repr__(self) -> str:  # short: the tensors can be large
         space = "" if not self.spatial else f", spatial={self.spatial}, diagonal_spatial={self.diagonal_spatial}"
         return (f"Kernel(shape={self.shape}, width={self.width}, ntk={'yes' if self.ntk is not None else 'no'}, "
                 f"diagonal={self.diagonal}{space}, dtype={self.dtype}, device={self.device})")
+
+
+# ---------------------------------------------------------------------------------------------
+# products of variances at any scale
+# ---------------------------------------------------------------------------------------------
+def _normal_range(dtype: torch.dtype) -> tuple[float, float]:
+    """Variances whose products and squares are normal numbers of ``dtype``: [2^-500, 2^500] in float64."""
+    e = max(1, int(math.log2(torch.finfo(dtype).max)) // 2 - 12)
+    return 2.0 ** -e, 2.0 ** e
+
+
+def in_normal_range(v1: torch.Tensor, v2: torch.Tensor) -> bool:
+    """True when every nonzero entry of ``v1`` and ``v2`` lies in [2^-500, 2^500] (float64; [2^-51, 2^51] in
+    float32), so that products of two of them neither underflow nor overflow (one check on the vectors)."""
+    lo_ok, hi_ok = _normal_range(v1.dtype)
+    lo = torch.minimum(torch.where(v1 > 0, v1, math.inf).amin(), torch.where(v2 > 0, v2, math.inf).amin())
+    hi = torch.maximum(v1.amax(), v2.amax())
+    lo, hi = torch.stack([lo, hi]).tolist()
+    return lo >= lo_ok and hi <= hi_ok
+
+
+def power_of_two_scale(v: torch.Tensor):
+    """(s, 1/s), powers of two with :math:`v s^2` in [1/4, 1) (s = 1 where v = 0): multiplying by them is exact."""
+    h = torch.div(torch.frexp(v).exponent, 2, rounding_mode="floor")
+    one = torch.ones_like(v)
+    return torch.ldexp(one, -h), torch.ldexp(one, h)
+
+
+def geometric_mean(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    r""":math:`\sqrt{v_1 v_2}` (broadcast), exactly v where v1 == v2 == v (sqrt of a correctly rounded
+    square), without underflow or overflow at any scale (powers-of-two scaling outside :func:`in_normal_range`)."""
+    if in_normal_range(v1, v2):
+        return torch.sqrt(v1 * v2)
+    s1, inv1 = power_of_two_scale(v1)
+    s2, inv2 = power_of_two_scale(v2)
+    return torch.sqrt((v1 * s1 * s1) * (v2 * s2 * s2)) * inv1 * inv2
+
+
+def correlation(c: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor):
+    r"""(:math:`\rho`, :math:`\sin^2\theta = (1-\rho)(1+\rho)`) with :math:`\rho = c/\sqrt{v_1v_2}` clamped to
+    [-1, 1] (0 where a variance is 0): exactly 1 and 0 when c == v1 == v2, at any scale."""
+    if not in_normal_range(v1, v2):
+        s1, _ = power_of_two_scale(v1)
+        s2, _ = power_of_two_scale(v2)
+        c, v1, v2 = c * s1 * s2, v1 * s1 * s1, v2 * s2 * s2  # exact: powers of two
+    prod = v1 * v2
+    pos = prod > 0
+    rho = torch.where(pos, c / torch.sqrt(torch.where(pos, prod, 1.0)), 0.0).clamp(-1.0, 1.0)
+    return rho, ((1 - rho) * (1 + rho)).clamp_min(0.0)
+
+
+# sin(t) - t cos(t) = t^3 sum_{k>=1} c_k (t^2)^(k-1), c_k = (-1)^(k+1) 2k / (2k+1)!; 8 terms are exact
+# to double precision for t < 1/2 (the next term is below 1e-17 of the first).
+_SXC_COEFFS = [(-1) ** (k + 1) * 2 * k / math.factorial(2 * k + 1) for k in range(1, 9)]
+
+
+def sin_minus_theta_cos(theta, xp=torch, small: bool = False):
+    r""":math:`\sin\theta - \theta\cos\theta` without cancellation: its Taylor series (Horner) for
+    :math:`\theta < 1/2`, the direct formula above (where at most one digit cancels); ``small=True``
+    when every angle is below 1/2 (the series only). ``xp`` is ``torch`` or ``numpy``."""
+    if small:
+        return _sxc_series(theta, xp)
+    is_small = theta < 0.5
+    series = _sxc_series(xp.where(is_small, theta, xp.zeros_like(theta)), xp)
+    return xp.where(is_small, series, xp.sin(theta) - theta * xp.cos(theta))
+
+
+def _sxc_series(t, xp=torch):
+    t2 = t * t
+    poly = xp.full_like(t, _SXC_COEFFS[-1])
+    for coeff in reversed(_SXC_COEFFS[:-1]):
+        poly = poly * t2 + coeff
+    return t * t2 * poly
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,6 +289,38 @@ def input_nngp(x1: torch.Tensor, x2: torch.Tensor | None, diagonal_spatial: bool
     out = a.transpose(1, 2).reshape(n1 * P, C) @ b.permute(1, 0, 2).reshape(C, n2 * P)  # (n1 P, n2 P)
     out = out.reshape(n1, P, n2, P).permute(0, 2, 1, 3).div_(C)  # (n1, n2, P, P)
     return out.reshape((n1, n2) + spatial + spatial).contiguous()
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """The rows of ``x`` (n, d) scaled to unit norm without overflow or underflow (first divided by their largest
+    entry); zero rows stay zero."""
+    peak = x.abs().amax(dim=1, keepdim=True)  # (n, 1)
+    u = x / torch.where(peak > 0, peak, 1.0)  # entries in [-1, 1]
+    norm = u.norm(dim=1, keepdim=True)
+    return u / torch.where(norm > 0, norm, 1.0)
+
+
+def input_gap(x1: torch.Tensor, x2: torch.Tensor | None, nngp: torch.Tensor, v1: torch.Tensor,
+              v2: torch.Tensor) -> torch.Tensor:
+    r"""The input kernel's gap :math:`\sqrt{v_1v_2} - \Sigma_{12} = \sqrt{v_1v_2}\,|\hat x - \hat x'|^2/2` (n1, n2).
+
+    ``nngp`` (n1, n2) and ``v1`` (n1, 1), ``v2`` (1, n2) are the input kernel and variances. The
+    difference :math:`\sqrt{v_1v_2} - \Sigma_{12}` has an absolute rounding of the size of the variances;
+    where it is below 1e-4 of them (nearly parallel inputs, whose angle it would then know only to
+    ~1e-12 relatively) it is recomputed from the distance of the unit inputs :math:`\hat x`, entry by
+    entry (exact for equal inputs: 0). Costs O(d) per such pair only.
+    """
+    s = geometric_mean(v1, v2)  # (n1, n2)
+    gap = s - nngp
+    near = (gap <= 1e-4 * s) & (s > 0)
+    if bool(near.any()):
+        i, j = near.nonzero(as_tuple=True)
+        u1 = unit_rows(x1[i])
+        u2 = unit_rows((x1 if x2 is None else x2)[j])
+        dist2 = ((u1 - u2) ** 2).sum(1)  # (m,) |u - u'|^2, each term exact up to one rounding
+        gap = gap.clone()
+        gap[i, j] = s[i, j] * dist2 / 2
+    return gap
 
 
 def input_variances(x: torch.Tensor, diagonal_spatial: bool = True) -> torch.Tensor:
@@ -269,7 +403,8 @@ def _join(ids1: torch.Tensor, ids2: torch.Tensor):
 
 
 def snap_equal_inputs(nngp: torch.Tensor, v1: torch.Tensor, i: torch.Tensor, j: torch.Tensor, sign: torch.Tensor,
-                      *, n_spatial: int = 0, diagonal_spatial: bool = True, i0: int = 0, j0: int = 0) -> None:
+                      *, n_spatial: int = 0, diagonal_spatial: bool = True, i0: int = 0, j0: int = 0,
+                      after_layer: bool = False) -> None:
     r"""In place: for pairs of equal (sign +1) or opposite (-1) inputs ``x2[j] = +-x1[i]``, set the
     same-position entries of ``nngp[i - i0, j - j0]`` (a block starting at pair (i0, j0)) to
     exactly ``sign * v1[i]``, with ``v1`` (n1, \*S) the per-position variances of ``x1``.
@@ -277,15 +412,77 @@ def snap_equal_inputs(nngp: torch.Tensor, v1: torch.Tensor, i: torch.Tensor, j: 
     ``x1 @ x2.T`` rounds differently from ``|x|^2``, which would leave
     ``var1 var2 - nngp^2 = O(1e-16 var^2)`` and sin(theta) = O(1e-8): the ReLU derivative kernel
     (pi - theta)/(2 pi) would be off by ~1e-9 instead of exact.
+
+    ``after_layer``: the entries of a layer's output. Equal inputs still have equal representations
+    (every layer maps each input on its own), so they get ``v1[i]``. Opposite inputs stay opposite
+    only through odd maps (no bias, odd activations) and become equal through even ones (``Abs``):
+    their entries are set to ``-v1[i]`` (``+v1[i]``) only where they are already within 64 roundings
+    of it, and left alone otherwise (e.g. after a ReLU, whose outputs for x and -x are not related so).
     """
     if i.numel() == 0:
         return
-    value = sign.to(v1.dtype).reshape((-1,) + (1,) * (v1.ndim - 1)) * v1[i]  # (m, *S)
+    target, v = _same_positions(nngp, v1[i], n_spatial, diagonal_spatial)
+    idx = (i - i0, j - j0)
+    target[idx] = _pair_values(target[idx] if after_layer else None, v, sign)
+
+
+def _same_positions(nngp: torch.Tensor, v: torch.Tensor, n_spatial: int, diagonal_spatial: bool):
+    """(a writable view of nngp whose trailing axes are the same-position entries, v shaped to match)."""
     if n_spatial and not diagonal_spatial:
-        n1, n2, P = nngp.shape[0], nngp.shape[1], math.prod(v1.shape[1:])
-        nngp.reshape(n1, n2, P, P).diagonal(dim1=2, dim2=3)[i - i0, j - j0] = value.reshape(-1, P)
-    else:
-        nngp[i - i0, j - j0] = value
+        n1, n2, P = nngp.shape[0], nngp.shape[1], math.prod(v.shape[1:])
+        return nngp.reshape(n1, n2, P, P).diagonal(dim1=2, dim2=3), v.reshape(-1, P)  # (n1, n2, P), (m, P)
+    return nngp, v
+
+
+def _pair_values(current: torch.Tensor | None, v: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """The pairs' entries: ``sign * v``; after a layer (``current`` given) opposite pairs get ``-v`` or
+    ``+v`` only where ``current`` is within 64 roundings of it, else keep ``current``."""
+    s = sign.to(v.dtype).reshape((-1,) + (1,) * (v.ndim - 1))
+    if current is None or not bool((sign < 0).any()):
+        return s * v
+    tol = 64 * torch.finfo(v.dtype).eps * v.abs()
+    opposite = torch.where((current + v).abs() <= tol, -v, torch.where((current - v).abs() <= tol, v, current))
+    return torch.where(s > 0, v, opposite)
+
+
+def snap_equal_pairs(k: Kernel, *, inplace: bool = False) -> Kernel:
+    r"""``k`` with its equal and opposite inputs (``k.equal_pairs``) made exact again after a layer.
+
+    Rows of ``x1`` equal or opposite to an earlier row get that row's variances (the same numbers),
+    rows of ``x2`` equal or opposite to a row of ``x1`` get its variances too, and their ``nngp``
+    entries are set as by :func:`snap_equal_inputs` (``after_layer``); for ``x2=None`` the batch
+    diagonal is reset to ``var1``. ``inplace``: ``k.nngp`` may be written (a layer's own new
+    output); otherwise it is copied first, and only when an entry changes. Batch-diagonal records
+    and records without pairs are returned as they are.
+    """
+    if k.equal_pairs is None or k.diagonal or k.var1 is None:
+        return k
+    i, j, sign, first = k.equal_pairs
+    ns, ds = len(k.spatial), k.diagonal_spatial
+    var1, var2 = k.var1, k.var2
+    if bool((first != torch.arange(first.numel(), device=first.device)).any()):
+        synced = var1[first]  # (n1, ...): a copy
+        if not torch.equal(synced, var1):
+            var1, var2 = synced, (synced if var2 is var1 else var2)
+    if not k.symmetric and i.numel() and not torch.equal(var2[j], var1[i]):
+        var2 = var2.clone()
+        var2[j] = var1[i]
+    nngp = k.nngp
+    if i.numel():
+        target, v = _same_positions(nngp, spatial_diagonal(var1, ns, ds)[i], ns, ds)
+        current = target[i, j]  # (m, *S): a copy
+        values = _pair_values(current, v, sign)
+        if not torch.equal(values, current):
+            if not inplace:
+                nngp = nngp.clone()
+                target, _ = _same_positions(nngp, v, ns, ds)
+            target[i, j] = values
+    if k.symmetric and var1 is not k.var1:
+        nngp = nngp if (inplace or nngp is not k.nngp) else nngp.clone()
+        batch_diagonal(nngp).copy_(var1)
+    if nngp is k.nngp and var1 is k.var1 and var2 is k.var2:
+        return k
+    return k.replace(nngp=nngp, var1=var1, var2=var2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from . import batching
-from .kernel import Kernel
+from .kernel import Kernel, geometric_mean
 from .networks import DenseModule, SerialModule
-from .validation import as_inputs, check_choice, check_input_shape, check_nonneg, check_positive_int, default_device
+from .validation import (as_inputs, check_choice, check_choices, check_float_dtype, check_input_shape,
+                         check_positive_int, check_seed, check_std, default_device)
 
 __all__ = ["Layer", "Dense", "Serial", "serial"]
 
@@ -45,6 +46,12 @@ class Layer:
     #: evaluates large kernels on tiles that share the variances (see :mod:`ntklib.batching`).
     #: Layers that mix pairs (normalizing over the batch, say) must leave it False, the default.
     entrywise = False
+    #: True when ``kernel_fn`` maps ``Kernel.gap`` (sqrt(var1 var2) - nngp, the angle near 0 to full
+    #: precision); any other layer gets records without it (see :mod:`ntklib.batching`).
+    carries_gap = False
+    #: True when the layer's map needs the angle between nearly parallel representations to full
+    #: precision (the ReLU family): deep stacks of them carry ``Kernel.gap``.
+    gap_sensitive = False
 
     # -- the two views -------------------------------------------------------------------
     def kernel_fn(self, k: Kernel) -> Kernel:  # pragma: no cover - abstract
@@ -92,17 +99,19 @@ class Layer:
         (:mod:`ntklib.batching`). Computation runs in ``dtype`` (float64 by default) on the
         inputs' device.
         """
-        get = (get,) if isinstance(get, str) else tuple(get)
-        for g in get:
-            check_choice("get", g, _GET)
+        get = check_choices("get", get, _GET)
+        dtype = check_float_dtype("dtype", dtype)
         x1, x2 = as_inputs(x1, x2, dtype=dtype, spatial=True)
+        for name, x in (("x1", x1), ("x2", x2)):
+            if x is not None:
+                _check_input_scale(name, x)
         if batch_size is not None:
             batch_size = check_positive_int("batch_size", batch_size)
         if diagonal and x2 is not None:
             raise ValueError("diagonal=True computes k(x1, x1) on the diagonal; pass x2=None.")
         compute_ntk = "ntk" in get
         k = batching.kernel(self, x1, x2, diagonal=diagonal, compute_ntk=compute_ntk, batch_size=batch_size)
-        _check_finite(k, self)
+        _check_finite(k, self, x1 if x2 is None or float(x1.abs().max()) >= float(x2.abs().max()) else x2)
         if not compute_ntk:
             k = k.replace(ntk=None)
         return k
@@ -120,6 +129,9 @@ class Layer:
         generator is advanced, never re-seeded).
         """
         in_dim = check_input_shape("in_dim", in_dim)
+        seed = check_seed("seed", seed)
+        if dtype is not None:
+            dtype = check_float_dtype("dtype", dtype, (torch.float16, torch.bfloat16, torch.float32, torch.float64))
         if seed is None:  # not torch.seed(): that re-seeds the global generator non-deterministically
             seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
         gen = torch.Generator()
@@ -130,16 +142,51 @@ class Layer:
         return net.to(device if device is not None else default_device())
 
 
-def _check_finite(k: Kernel, layer: Layer) -> None:
-    for name in ("nngp", "ntk"):
-        t = getattr(k, name)
-        # one pass (the sum) when all is well; the entrywise test only if the sum is not finite
-        if t is not None and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
-            raise FloatingPointError(
-                f"the {name} kernel of {layer!r} overflowed {t.dtype} (it has non-finite entries). "
-                "Off the critical initialization the variance grows geometrically with depth "
-                "(for ReLU like (W_std**2 / 2)**depth): use W_std closer to its critical value "
-                "(sqrt(2) for ReLU), fewer layers, or normalize the inputs.")
+def _check_input_scale(name: str, x: torch.Tensor) -> None:
+    """The input kernel x.x'/d must be finite: |x|^2/d overflows for entries beyond ~1e154 (float64)."""
+    sq = (x * x).reshape(x.shape[0], -1).sum(1)  # (n,) |x|^2 (C |x|^2/C for channel-first inputs)
+    if not bool(torch.isfinite(sq).all()):
+        row = int((~torch.isfinite(sq)).nonzero()[0])
+        big = float(x.abs().max())
+        raise ValueError(f"{name} is too large for {x.dtype}: |x|^2 of row {row} overflows (entries up to {big:.3g}), "
+                         f"so the input kernel x.x'/d is not representable. Scale the inputs down (e.g. divide by "
+                         f"{name}.abs().max()); the kernels of bias-free ReLU networks scale with |x|^2.")
+
+
+def _check_finite(k: Kernel, layer: Layer, x1: torch.Tensor) -> None:
+    """Raise a FloatingPointError that says where and why the kernel is not finite (or return)."""
+    bad = [name for name in ("nngp", "ntk") if getattr(k, name) is not None
+           # one pass (the sum) when all is well; the entrywise test only if the sum is not finite
+           and not bool(torch.isfinite(getattr(k, name).sum())) and not bool(torch.isfinite(getattr(k, name)).all())]
+    if not bad:
+        return
+    # find the first layer whose variance (the diagonal k(x, x)) is not finite, for the worst input row
+    layers = getattr(layer, "layers", (layer,))
+    d = Kernel.from_inputs(x1, diagonal=True, compute_ntk=True)
+    v_in = float(d.nngp.reshape(d.nngp.shape[0], -1).amax())
+    where, grew = None, None
+    with torch.no_grad():
+        for idx, lay in enumerate(layers):
+            try:
+                d = lay.kernel_fn(d)
+            except Exception:  # pragma: no cover - a layer that fails on the diagonal record
+                break
+            if not (bool(torch.isfinite(d.nngp).all()) and (d.ntk is None or bool(torch.isfinite(d.ntk).all()))):
+                where = idx
+                break
+            grew = float(d.nngp.reshape(d.nngp.shape[0], -1).amax())
+    t = getattr(k, bad[0])
+    at = f" at layer {where} ({layers[where]!r})" if where is not None else ""
+    if where is not None and grew is not None and grew > 1e6 * max(v_in, 1e-300) and where >= 2:
+        why = ("the variance grew from {:.3g} at the input to {:.3g} before it: off the critical initialization "
+               "it grows geometrically with depth (for ReLU like (W_std**2 / 2)**depth). Use W_std closer to its "
+               "critical value (sqrt(2) for ReLU), fewer layers, or smaller inputs.").format(v_in, grew)
+    else:
+        hint = " (or compute in float64, the default)" if t.dtype != torch.float64 else ""
+        why = (f"the inputs' variance |x|^2/d is up to {v_in:.3g}, and this layer's kernel of such inputs is beyond "
+               f"the largest {t.dtype} number. Scale the inputs down{hint}.")
+    what = " and ".join(bad) + (" kernels" if len(bad) > 1 else " kernel")
+    raise FloatingPointError(f"the {what} of {layer!r} overflowed {t.dtype}{at}: {why}")
 
 
 class Dense(Layer):
@@ -156,8 +203,8 @@ class Dense(Layer):
     def __init__(self, width: int, W_std: float = 1.0, b_std: float | None = 0.0,
                  parameterization: str = "ntk"):
         self.width = check_positive_int("width", width)
-        self.W_std = check_nonneg("W_std", W_std)
-        self.b_std = check_nonneg("b_std", b_std, allow_none=True)
+        self.W_std = check_std("W_std", W_std)
+        self.b_std = check_std("b_std", b_std, allow_none=True)
         self.parameterization = check_choice("parameterization", parameterization, ("ntk", "standard"))
 
     def __repr__(self) -> str:
@@ -165,6 +212,7 @@ class Dense(Layer):
         return f"Dense({self.width}, W_std={self.W_std}, b_std={self.b_std}{extra})"
 
     entrywise = True
+    carries_gap = True
 
     def kernel_fn(self, k: Kernel) -> Kernel:
         if k.spatial:
@@ -185,7 +233,23 @@ class Dense(Layer):
                 ntk = (k.nngp * k.width).add_(ntk * w2)
                 if self.b_std is not None:
                     ntk.add_(1.0)
-        return k.replace(nngp=nngp, ntk=ntk, var1=var1, var2=var2, width=self.width)
+        gap = None if k.gap is None else self._gap(k, nngp, w2, b2)
+        return k.replace(nngp=nngp, ntk=ntk, var1=var1, var2=var2, width=self.width, gap=gap)
+
+    @staticmethod
+    def _gap(k: Kernel, nngp: torch.Tensor, w2: float, b2: float) -> torch.Tensor:
+        r"""The output's gap :math:`g' = s' - c'` from the input's :math:`g = s - c` (:math:`s = \sqrt{v_1v_2}`):
+        :math:`W_{std}^2 g` without a bias, else
+        :math:`g' = \big(W_{std}^4 g (s + c) + W_{std}^2 b_{std}^2 ((\sqrt{v_1} - \sqrt{v_2})^2 + 2g)\big)/(s' + c')`
+        (from :math:`s'^2 - c'^2`; no cancellation where :math:`c' > 0`, else :math:`s' - c'` directly)."""
+        if b2 == 0.0:
+            return k.gap * w2
+        v1, v2 = k.broadcast_variances()
+        s, c = geometric_mean(v1, v2), k.nngp
+        s_out = geometric_mean(w2 * v1 + b2, w2 * v2 + b2)
+        num = (w2 * w2) * k.gap * (s + c) + (w2 * b2) * ((torch.sqrt(v1) - torch.sqrt(v2)) ** 2 + 2 * k.gap)
+        positive = nngp > 0
+        return torch.where(positive, num / torch.where(positive, s_out + nngp, 1.0), s_out - nngp)
 
     def build(self, in_dim, generator, dtype):
         if not isinstance(in_dim, int):
@@ -226,6 +290,8 @@ class Serial(Layer):
 
     def kernel_fn(self, k: Kernel) -> Kernel:
         for layer in self.layers:
+            if k.gap is not None and not layer.carries_gap:
+                k = k.replace(gap=None)
             k = layer.kernel_fn(k)
         return k
 

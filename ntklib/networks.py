@@ -21,8 +21,6 @@ whole window, counting padded zeros (neural-tangents' default ``normalize_edges=
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 from torch import nn
 
@@ -177,21 +175,23 @@ class DenseModule(nn.Module):
 
 
 class ActivationModule(nn.Module):
-    """Elementwise nonlinearity ``phi`` (no parameters)."""
+    """Elementwise nonlinearity (no parameters): ``forward`` is the ntklib activation's ``fn`` and
+    :meth:`derivative` its ``derivative`` (``ntklib.Activation.derivative``, the one definition of phi')."""
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str):
+    def __init__(self, activation, name: str | None = None):
         super().__init__()
-        self.fn, self.name = fn, name
+        if not (callable(getattr(activation, "fn", None)) and callable(getattr(activation, "derivative", None))):
+            raise TypeError(f"activation must be an ntklib activation (with fn and derivative), e.g. ntklib.Relu(); "
+                            f"got {activation!r}.")
+        self.activation = activation
+        self.fn, self.name = activation.fn, name or repr(activation)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fn(h)
 
     def derivative(self, z: torch.Tensor) -> torch.Tensor:
-        """phi'(z), elementwise, by autograd (used by the structured empirical NTK)."""
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.fn(z).sum(), z)
-        return g
+        """phi'(z), elementwise (used by the structured empirical NTK)."""
+        return self.activation.derivative(z)
 
     def extra_repr(self) -> str:
         return self.name
@@ -216,6 +216,10 @@ class SerialModule(nn.Sequential):
                 raise ValueError(f"x must have shape (n, {shape}); got {tuple(x.shape)}.{hint}")
         elif x.ndim != 2:
             raise ValueError(f"x must have shape (n, d); got {tuple(x.shape)}.")
+        p = next(self.parameters(), None)
+        if p is not None and x.dtype != p.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the network's parameters are {p.dtype}: pass x.to({p.dtype}) "
+                            f"(or build the network with module(..., dtype={x.dtype}) if that is the dtype you want).")
         return super().forward(x)
 
     @property

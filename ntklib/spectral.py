@@ -47,7 +47,8 @@ import numpy as np
 import torch
 
 from .linalg import KernelEigen
-from .validation import as_outputs, as_symmetric_kernel, as_targets, as_times, check_nonneg, check_positive_int
+from .validation import (as_outputs, as_symmetric_kernel, as_targets, as_tensor, as_times, check_choice, check_int,
+                         check_nonneg, check_positive, check_positive_int)
 
 __all__ = ["Spectrum", "eigendecomposition", "condition_number", "max_learning_rate", "TargetProjection",
            "project_targets", "band_norms", "mode_convergence", "residual_modes", "fourier_basis", "circulant_eigenvalues",
@@ -225,12 +226,19 @@ def kernel_of_cosine(arch, dim: int, *, radius: float = 1.0, get: str = "ntk") -
     Returns ``kappa(u)`` for a tensor of cosines ``u`` in [-1, 1]: the kernel between
     :math:`x = r e_1` and :math:`x' = r(u e_1 + \sqrt{1-u^2} e_2)`, evaluated with ``arch.kernel``.
     """
+    if not hasattr(arch, "kernel") or not callable(arch.kernel):
+        raise TypeError(f"arch must be an ntklib architecture (e.g. nk.serial(...)) with a .kernel method; got {arch!r}.")
     dim = check_positive_int("dim", dim)
     if dim < 2:
-        raise ValueError("dim must be >= 2 (a circle or a sphere).")
+        raise ValueError(f"dim must be >= 2 (a circle or a sphere); got {dim}.")
+    radius = check_positive("radius", radius)
+    get = check_choice("get", get, ("nngp", "ntk"))
 
-    def kappa(u: torch.Tensor) -> torch.Tensor:
-        u = torch.as_tensor(u, dtype=torch.float64).clamp(-1.0, 1.0).reshape(-1)  # (q,)
+    def kappa(u) -> torch.Tensor:
+        u = as_tensor("u", u, dtype=torch.float64, device="cpu" if not isinstance(u, torch.Tensor) else None)
+        if bool((u.abs() > 1 + 1e-12).any()):
+            raise ValueError(f"u must hold cosines in [-1, 1]; got values up to {float(u.abs().max()):.6g}.")
+        u = u.clamp(-1.0, 1.0).reshape(-1)  # (q,)
         x1 = torch.zeros(1, dim, dtype=u.dtype, device=u.device)
         x1[0, 0] = radius
         x2 = torch.zeros(u.shape[0], dim, dtype=u.dtype, device=u.device)
@@ -340,16 +348,16 @@ def dot_product_kernel_eigenvalues(kappa: Callable, dim: int, max_degree: int, *
     converges exponentially in ``n_quad`` instead of algebraically. ``kappa`` maps a float64 tensor
     of cosines to kernel values, e.g. :func:`kernel_of_cosine`.
     """
+    if not callable(kappa):
+        raise TypeError(f"kappa must be a function of a tensor of cosines (e.g. kernel_of_cosine(...)); got {kappa!r}.")
     dim = check_positive_int("dim", dim)
     if dim < 2:
-        raise ValueError("dim must be >= 2.")
-    L = int(max_degree)
-    if L < 0:
-        raise ValueError(f"max_degree must be >= 0; got {max_degree!r}.")
+        raise ValueError(f"dim must be >= 2; got {dim}.")
+    L = check_int("max_degree", max_degree, minimum=0)
     n_quad = max(512, 4 * L + 64) if n_quad is None else check_positive_int("n_quad", n_quad)
     theta, w = _gauss_legendre_angles(n_quad)
     u = torch.as_tensor(np.cos(theta), dtype=torch.float64)  # (q,)
-    vals = torch.as_tensor(kappa(u), dtype=torch.float64).detach().cpu().reshape(-1)  # (q,)
+    vals = as_tensor("kappa(u)", kappa(u), dtype=torch.float64).detach().cpu().reshape(-1)  # (q,)
     if vals.shape[0] != n_quad:
         raise ValueError(f"kappa must return one value per cosine; got shape {tuple(vals.shape)} for {n_quad} cosines.")
     const = math.gamma(dim / 2) / (math.sqrt(math.pi) * math.gamma((dim - 1) / 2))

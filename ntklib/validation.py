@@ -7,9 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["default_device", "check_positive_int", "check_input_shape", "check_nonneg", "check_choice", "as_tensor",
-           "as_inputs",
-           "as_kernel_matrix", "as_symmetric_kernel", "as_targets", "as_outputs", "as_times"]
+__all__ = ["default_device", "check_positive_int", "check_int", "check_seed", "check_input_shape", "check_real",
+           "check_nonneg", "check_positive", "check_std", "check_choice", "check_choices", "check_float_dtype",
+           "as_tensor", "as_inputs", "as_kernel_matrix", "as_symmetric_kernel", "as_targets", "as_outputs", "as_times"]
+
+#: The largest standard deviation whose square is a finite float64 (W_std**2 must not overflow).
+MAX_STD = math.sqrt(torch.finfo(torch.float64).max)
 
 
 def default_device() -> torch.device:
@@ -17,10 +20,32 @@ def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
+
+
 def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (a Python or numpy int, never a float such as 2.5 or 2.0, nor a bool) in [minimum, maximum]."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__}).")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        lo = "" if minimum is None else f" >= {minimum}"
+        hi = "" if maximum is None else f"{' and' if lo else ''} <= {maximum}"
+        raise ValueError(f"{name} must be an integer{lo}{hi}; got {value!r}.")
+    return int(value)
+
+
+def check_seed(name: str, value: Any) -> int | None:
+    """A random seed: None or an integer in [0, 2**64) (what ``torch.Generator.manual_seed`` takes)."""
+    if value is None:
+        return None
+    return check_int(name, value, minimum=0, maximum=2 ** 64 - 1)
 
 
 def check_input_shape(name: str, value: Any) -> int | tuple[int, ...]:
@@ -34,49 +59,107 @@ def check_input_shape(name: str, value: Any) -> int | tuple[int, ...]:
     return check_positive_int(name, value)
 
 
-def check_nonneg(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+def check_real(name: str, value: Any, *, finite: bool = True, allow_none: bool = False) -> float | None:
+    """A real number (Python, numpy or a one-element real tensor) as a float; finite unless ``finite=False``."""
     if value is None and allow_none:
         return None
+    if isinstance(value, (str, bytes, complex, np.complexfloating)) or (
+            isinstance(value, torch.Tensor) and (value.numel() != 1 or value.is_complex())):
+        raise TypeError(f"{name} must be a real number; got {value!r}.")
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number; got {value!r}.") from None
+    if finite and not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
+    return v
+
+
+def check_nonneg(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    v = check_real(name, value, finite=False)
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
     return v
 
 
+def check_positive(name: str, value: Any) -> float:
+    """A finite number > 0."""
+    v = check_real(name, value, finite=False)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
+    return v
+
+
+def check_std(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    """A standard deviation (``W_std``, ``b_std``): a finite number >= 0 whose square is finite in float64."""
+    v = check_nonneg(name, value, allow_none=allow_none)
+    if v is not None and v > MAX_STD:
+        raise ValueError(f"{name} must be a finite number >= 0 whose square is finite in float64 (at most "
+                         f"{MAX_STD:.4g}); got {value!r}, whose square overflows.")
+    return v
+
+
 def check_choice(name: str, value: Any, choices) -> Any:
-    if value not in choices:
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable values against a set
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be one of {sorted(choices)!r}; got {value!r}.")
+    return value
+
+
+def check_choices(name: str, value: Any, choices) -> tuple:
+    """One choice (a str) or a non-empty sequence of them, as a tuple (e.g. ``get="ntk"`` or ``("nngp", "ntk")``)."""
+    if isinstance(value, str):
+        return (check_choice(name, value, choices),)
+    if not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"{name} must be one of {sorted(choices)!r} or a non-empty tuple of them; got {value!r}.")
+    return tuple(check_choice(name, v, choices) for v in value)
+
+
+def check_float_dtype(name: str, value: Any, allowed=(torch.float32, torch.float64)) -> torch.dtype:
+    """A torch floating dtype among ``allowed`` (e.g. ``torch.float64``, not the string 'float64')."""
+    if not isinstance(value, torch.dtype) or value not in allowed:
+        names = " or ".join(str(d) for d in allowed)
+        hint = ""
+        if isinstance(value, str) and hasattr(torch, value.replace("torch.", "")):
+            hint = f" (a string): use torch.{value.replace('torch.', '')}"
+        elif isinstance(value, torch.dtype):
+            hint = ": kernels are computed in floating point"
+        raise TypeError(f"{name} must be {names}; got {value!r}{hint}.")
     return value
 
 
 def as_tensor(name: str, x: Any, *, like: torch.Tensor | None = None, dtype: torch.dtype | None = None,
               integer_dtype: torch.dtype = torch.float64, keep_array_dtype: bool = False,
-              finite: bool = True, what: str = "an array of numbers") -> torch.Tensor:
+              finite: bool = True, what: str = "an array of numbers",
+              device: torch.device | str | None = None) -> torch.Tensor:
     """``x`` as a real floating tensor, or an error naming ``name``.
 
     Tensors keep their device; numpy arrays, lists and numbers go to ``like``'s device (else
-    :func:`default_device`). The dtype is ``dtype`` if given, else ``like``'s, else: a tensor keeps its
+    ``device``, else :func:`default_device`). The dtype is ``dtype`` if given, else ``like``'s, else: a tensor keeps its
     floating dtype, an array becomes float64 (or keeps its floating dtype with ``keep_array_dtype``),
     and integers and bools become ``integer_dtype``. Complex values, non-numeric arrays and (with
     ``finite``) NaN or infinite entries are rejected; ``what`` describes the expected value in errors.
     """
     if isinstance(x, torch.Tensor):
         t = x
-    elif isinstance(x, (np.ndarray, list, tuple, float, int, np.number, np.bool_)):
+    elif isinstance(x, (np.ndarray, list, tuple, float, int, complex, np.number, np.bool_)):
         try:
             arr = np.asarray(x)
         except Exception as err:  # ragged lists and the like
             raise TypeError(f"{name} must be {what}; could not convert it: {err}") from None
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise TypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}.")
-        t = torch.as_tensor(arr, device=like.device if like is not None else default_device())
+        where = like.device if like is not None else device if device is not None else default_device()
+        t = torch.as_tensor(arr, device=where)
         if t.is_floating_point() and not keep_array_dtype:
             t = t.to(torch.float64)
     else:
-        raise TypeError(f"{name} must be a torch.Tensor or a numpy array; got {type(x).__name__}.")
+        raise TypeError(f"{name} must be {what} (a torch.Tensor, a numpy array or a number); got {type(x).__name__}.")
     if t.is_complex():
         raise TypeError(f"{name} must be real; got complex dtype {t.dtype}.")
     if like is not None and t.device != like.device:
@@ -112,6 +195,8 @@ def as_inputs(x1: Any, x2: Any = None, *, dtype: torch.dtype | None = None,
             raise ValueError(f"{n1} and {n2} must be on the same device; got {x1.device} and {x2.device}.")
         if x1.dtype != x2.dtype:
             raise TypeError(f"{n1} and {n2} must have the same dtype; got {x1.dtype} and {x2.dtype}.")
+    if x1 is None:
+        raise TypeError(f"{n1} must be a torch.Tensor or numpy array of shape (n, d); got None.")
     out = []
     for name, x in ((n1, x1), (n2, x2)):
         if x is None:

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..validation import as_inputs, check_positive_int
+from ..validation import as_inputs, as_targets, as_tensor, check_choices, check_nonneg, check_positive_int, check_seed
 from .._progress import progress_bar
 from ..activations import Activation, Relu
 from ..data import sphere_points
@@ -69,11 +69,20 @@ def relative_fluctuation(samples: torch.Tensor, *, n_boot: int = 200, seed: int 
     ``mean`` (n1, n2), ``sd`` (n1, n2) and, for square samples, ``mean_diag`` (the mean diagonal of the
     seed average) and ``offdiag_corr`` (the mean normalized off-diagonal
     :math:`\bar K_{ij} = K_{ij}/\sqrt{K_{ii}K_{jj}}` of the seed average: 1 means a constant kernel, one that
-    has forgotten its inputs).
+    has forgotten its inputs). Entries with a zero diagonal (a zero input without bias, whose
+    correlation is undefined) are left out of ``offdiag_corr``; if all are, it is NaN.
     """
-    if not isinstance(samples, torch.Tensor) or samples.ndim != 3 or samples.shape[0] < 2:
-        raise ValueError(f"samples must be a tensor of shape (n_seeds >= 2, n1, n2); got "
-                         f"{tuple(getattr(samples, 'shape', ()))}.")
+    if not isinstance(samples, torch.Tensor):
+        raise TypeError(f"samples must be a tensor of shape (n_seeds >= 2, n1, n2); got {type(samples).__name__}.")
+    samples = as_tensor("samples", samples)
+    if samples.ndim != 3 or samples.shape[0] < 2:
+        raise ValueError(f"samples must be a tensor of shape (n_seeds >= 2, n1, n2); got {tuple(samples.shape)}.")
+    n_boot = check_positive_int("n_boot", n_boot)
+    seed = check_seed("seed", seed)
+    mean_norm = float(samples.mean(0).norm())
+    if not mean_norm > 0:
+        raise ValueError("samples have a zero mean kernel (every entry averages to 0), so the relative fluctuation "
+                         "||sd|| / ||mean|| is undefined; use an absolute spread (samples.std(0)) instead.")
 
     def F(s):
         return float(s.std(0).norm() / s.mean(0).norm())
@@ -85,11 +94,11 @@ def relative_fluctuation(samples: torch.Tensor, *, n_boot: int = 200, seed: int 
     out = {"rel": F(samples), "rel_se": float(np.std(boots, ddof=1)), "mean": mean, "sd": samples.std(0)}
     if mean.shape[0] == mean.shape[1]:
         dg = mean.diagonal()
-        corr = mean / torch.sqrt(dg[:, None] * dg[None])  # (n, n)
         n = mean.shape[0]
+        ok = (dg[:, None] > 0) & (dg[None] > 0) & ~torch.eye(n, dtype=torch.bool, device=dg.device)  # (n, n)
+        corr = mean / torch.sqrt(torch.where(ok, dg[:, None] * dg[None], 1.0))  # (n, n)
         out["mean_diag"] = float(dg.mean())
-        out["offdiag_corr"] = (float((corr.sum() - corr.diagonal().sum()) / (n * (n - 1))) if n > 1
-                               else float("nan"))
+        out["offdiag_corr"] = float(corr[ok].mean()) if bool(ok.any()) else float("nan")
     return out
 
 
@@ -158,8 +167,10 @@ def deep_limit_sweep(x_train, y_train, x_test, y_test, depths: Sequence[int], *,
     the map staying bounded and tending to the mean predictor; NTK det stays bounded away from 0
     (off-diagonal -> 1/4) and its map tends to :math:`1^\top/(n+3)`.
     """
-    if kernel not in ("ntk", "nngp"):
-        raise ValueError(f"kernel must be 'ntk' or 'nngp'; got {kernel!r}.")
+    kernel = check_choices("kernel", kernel, ("ntk", "nngp"))
+    if len(kernel) != 1:
+        raise ValueError(f"kernel must be 'ntk' or 'nngp' (one of them); got {kernel!r}.")
+    kernel = kernel[0]
     return regression_vs_depth(x_train, y_train, x_test, y_test, depths, kernels=(kernel,), activation=activation,
                                W_std=W_std, b_std=b_std, diag_reg=diag_reg, labels_test=labels_test,
                                progress=progress)[kernel]
@@ -175,18 +186,22 @@ def regression_vs_depth(x_train, y_train, x_test, y_test, depths: Sequence[int],
     to that of the constant predictor as the kernel forgets its inputs (docs/depth.md, A.4;
     notebook 04 on scikit-learn's digits).
     """
-    kernels = (kernels,) if isinstance(kernels, str) else tuple(kernels)
-    for k in kernels:
-        if k not in ("ntk", "nngp"):
-            raise ValueError(f"kernels must be 'ntk' and/or 'nngp'; got {k!r}.")
+    kernels = check_choices("kernels", kernels, ("nngp", "ntk"))
+    diag_reg = check_nonneg("diag_reg", diag_reg)
     x_train, x_test = as_inputs(x_train, x_test, dtype=torch.float64, names=("x_train", "x_test"))
-    y_train = torch.as_tensor(y_train, dtype=torch.float64, device=x_train.device)
-    y_test = torch.as_tensor(y_test, dtype=torch.float64, device=x_train.device)
-    if y_train.shape[0] != x_train.shape[0] or y_test.shape[0] != x_test.shape[0]:
-        raise ValueError("y_train and y_test must have one row per input row.")
-    labels = None if labels_test is None else torch.as_tensor(labels_test, device=x_train.device)
-    if labels is not None and (labels.shape != (x_test.shape[0],) or y_train.ndim != 2):
-        raise ValueError("labels_test must have one label per test row, with y_train of shape (n, classes).")
+    if x_test is None:
+        raise TypeError("x_test must be a torch.Tensor or numpy array of shape (n_test, d); got None.")
+    y_train, was_1d = as_targets("y_train", y_train, x_train.shape[0], x_train)
+    y_test, _ = as_targets("y_test", y_test, x_test.shape[0], x_train)
+    if was_1d:
+        y_train, y_test = y_train[:, 0], y_test[:, 0]
+    labels = None
+    if labels_test is not None:
+        labels = as_tensor("labels_test", labels_test, like=x_train)
+        if labels.shape != (x_test.shape[0],) or y_train.ndim != 2 or bool((labels != labels.round()).any()):
+            raise ValueError(f"labels_test must hold one integer label per test row ({x_test.shape[0]},), with y_train "
+                             f"of shape (n, classes); got labels of shape {tuple(labels.shape)} and y_train of shape "
+                             f"{tuple(y_train.shape)}.")
     x_all = torch.cat([x_train, x_test])  # (n + n_t, d)
     n = x_train.shape[0]
     ks = normalized_kernels(x_all, x_train, depths, activation=activation, W_std=W_std, b_std=b_std,

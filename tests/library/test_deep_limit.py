@@ -273,3 +273,63 @@ def test_iterates_kept_at_chosen_depths_equal_the_full_run():
         assert torch.equal(part[key], full[key][[0, 6, 49]]), key  # the same recursion: exactly the same numbers
     with pytest.raises(ValueError, match="keep"):
         dp.relu_correlation_iterates(0.3, 5, keep=[6])
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input: the right answer or an error that names the argument
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: dp.relu_correlation_iterates(0.3, 5, dtype=torch.int64), TypeError,
+     r"dtype must be torch.float32 or torch.float64; got torch.int64"),
+    (lambda: dp.relu_correlation_iterates(0.3, 5, keep=[2.5]), ValueError, r"keep must be a positive integer; got 2.5"),
+    (lambda: dp.variance_fixed_point(nk.Erf(), W_std=1.5, b_std=0.1, q0=-1), ValueError, r"q0 must be a finite number >= 0"),
+    (lambda: dp.normalized_kernels(sphere(3, 4), None, [2.5]), ValueError, r"depths must be a positive integer; got 2.5"),
+    (lambda: dp.normalized_kernels(sphere(3, 4), None, 3.0), ValueError, r"depths must be a positive integer; got 3.0"),
+    (lambda: dp.normalized_kernels(sphere(3, 4), None, []), ValueError, r"depths must be a positive integer or a non-empty"),
+    (lambda: dp.relu_correlation_map(0.5 + 0.1j), TypeError, r"rho must be real; got complex"),
+    (lambda: dp.relu_correlation_map(np.array([0.5 + 0.1j])), TypeError, r"rho must be real"),
+    (lambda: dp.correlation_map(torch.tensor([0.3 + 0.1j]), nk.Erf(), q=1.0), TypeError, r"rho must be real"),
+    (lambda: dp.relu_angle_map("0.1"), TypeError, r"theta must be a number or an array of real numbers .*got str"),
+    (lambda: dp.correlation_map(0.5, nk.Erf(), W_std=1.0, q=0), ValueError, r"variance .* is 0 at q=0.0 .*pass q > 0"),
+    (lambda: dp.correlation_map(0.5, nk.Erf(), W_std=1e200, q=1.0), ValueError, r"W_std must be .* whose square is finite"),
+    (lambda: dp.chi_1(nk.Erf(), torch.tensor([1.0, 1e200], dtype=torch.float64), 0.1), ValueError, r"W_std must be >= 0 with a finite square"),
+    (lambda: dp.chi_1(nk.Erf(), 1.0, 0.1, q=-1.0), ValueError, r"q must be a variance >= 0"),
+    (lambda: dp.regression_map("K", torch.eye(2, dtype=torch.float64)), TypeError, r"k_train_train must be"),
+    (lambda: dp.regression_map(torch.ones(2, 3, dtype=torch.float64), torch.ones(1, 2, dtype=torch.float64)), ValueError,
+     r"k_train_train must be square"),
+])
+def test_deep_limit_bad_input_is_rejected_naming_the_argument(call, exc, match):
+    """Each of these was accepted and returned a wrong number (truncated depths, q0 = -1 giving -2, int64 iterates,
+    a complex rho losing its imaginary part) or NaN (q = 0)."""
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_correlation_map_at_zero_variance_with_a_bias_is_one():
+    """q = 0 with a bias: both pre-activations equal the bias alone, so the correlation is exactly 1 (finite, not NaN)."""
+    rho = torch.tensor([-0.5, 0.0, 0.8], dtype=torch.float64)
+    torch.testing.assert_close(dp.correlation_map(rho, nk.Erf(), W_std=1.2, b_std=0.3, q=0.0), torch.ones(3, dtype=torch.float64),
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-100, 1e100, 1e200])
+def test_pairwise_angles_do_not_depend_on_the_scale_of_the_inputs(scale):
+    """pairwise_angles(x * 1e200) was wrong by up to 1.0 (|x|^2 overflowed; 1e-200 underflowed to a 'zero row')."""
+    x = sphere(6, 5, seed=7) * torch.linspace(0.5, 3.0, 6, dtype=torch.float64)[:, None]
+    x[3] = -x[1]
+    ref = dp.pairwise_angles(x)
+    torch.testing.assert_close(dp.pairwise_angles(x * scale), ref, rtol=0, atol=1e-15)
+    torch.testing.assert_close(dp.pairwise_angles(x * scale, x[:2] * scale), ref[:, :2], rtol=0, atol=1e-15)
+    assert float(ref[1, 3]) == pytest.approx(math.pi, abs=1e-15)
+
+
+def test_normalized_kernels_with_a_zero_input_and_no_bias_raise_instead_of_nan():
+    """A zero input without bias has a zero kernel with itself at every depth: K/sqrt(K K) is 0/0 (it returned NaN)."""
+    x = sphere(4, 3, seed=8)
+    x[2] = 0.0
+    with pytest.raises(ValueError, match=r"x1 row 2 has a zero kernel with itself at depth 1 .*undefined"):
+        dp.normalized_kernels(x, None, [1, 3], activation=nk.Erf())
+    with pytest.raises(ValueError, match=r"x1 has a zero row \(row 2\)"):  # the bias-free ReLU path says the same
+        dp.normalized_kernels(x, None, 3)
+    out = dp.normalized_kernels(x, None, 3, activation=nk.Erf(), b_std=0.1)  # with a bias it is defined
+    assert torch.isfinite(out["ntk"]).all()

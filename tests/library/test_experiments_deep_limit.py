@@ -92,3 +92,20 @@ def test_ntk_spread_is_a_function_of_depth_over_width():
     same = (float(r["rel"][0, 0]), float(r["rel_se"][0, 0]), float(r["rel"][1, 1]), float(r["rel_se"][1, 1]))
     assert abs(same[0] - same[2]) < 3 * math.hypot(same[1], same[3]), same  # ratio 1/16 at widths 16 and 32
     assert float(r["rel"][0, 2]) > 2 * float(r["rel"][0, 0])  # ratio 1/2 vs 1/16
+
+
+def test_relative_fluctuation_of_zero_mean_samples_raises_and_zero_diagonals_are_left_out():
+    """A zero mean kernel made ||sd|| / ||mean|| NaN (or inf); now an error says why. A zero diagonal entry (a zero
+    input without bias) made offdiag_corr NaN; its pairs are now left out of the mean correlation."""
+    import torch
+    from ntklib.experiments.deep_limit import relative_fluctuation
+    eye = torch.eye(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"samples have a zero mean kernel .*undefined"):
+        relative_fluctuation(torch.stack([eye, -eye]))
+    s = torch.stack([eye + 0.5, eye + 0.7])  # (2, 3, 3): mean eye + 0.6
+    s[:, 2, :] = 0.0
+    s[:, :, 2] = 0.0
+    r = relative_fluctuation(s, n_boot=10)
+    assert r["offdiag_corr"] == pytest.approx(0.6 / 1.6, rel=1e-12)  # only the pair (0, 1) is defined
+    with pytest.raises(ValueError, match=r"n_boot must be a positive integer"):
+        relative_fluctuation(s, n_boot=0)

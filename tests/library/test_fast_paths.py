@@ -55,7 +55,7 @@ def test_quadrature_tiles_match_untiled_kernel_including_its_symmetrization(x2_r
     gen = torch.Generator().manual_seed(3)
     x1 = torch.randn(11, 4, generator=gen, dtype=torch.float64)
     x2 = None if x2_rows is None else torch.randn(x2_rows, 4, generator=gen, dtype=torch.float64)
-    arch = nk.serial(nk.Dense(8, 1.5, 0.2), nk.Tanh(deg=24), nk.Dense(8, 1.2, 0.1), nk.Relu(), nk.Dense(1))
+    arch = nk.serial(nk.Dense(8, 1.5, 0.2), nk.Tanh(deg=24, tol=1.0), nk.Dense(8, 1.2, 0.1), nk.Relu(), nk.Dense(1))
     assert arch.entrywise
     whole = arch.kernel_fn(nk.Kernel.from_inputs(x1, x2))
     monkeypatch.setattr(ntklib.batching, "tile_entries", lambda device: 8)  # tiles of 1 x 8 pairs

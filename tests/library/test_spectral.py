@@ -435,3 +435,30 @@ def test_band_norms_equal_the_norm_of_the_projection_on_each_eigenspace():
                                                         dtype=DT)).Q  # another orthonormal basis of it
         _close(spectral.band_norms(r @ rot, [range(len(b))])[:, 0], got[:, j], rtol=1e-12, atol=1e-14)
     _close((got ** 2).sum(1), (r ** 2).sum(1), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda arch: spectral.kernel_of_cosine(arch, 3, radius=float("nan")), ValueError, r"radius must be a finite number > 0"),
+    (lambda arch: spectral.kernel_of_cosine(arch, 3, radius=0.0), ValueError, r"radius must be a finite number > 0"),
+    (lambda arch: spectral.kernel_of_cosine(arch, 3, get="ntkk"), ValueError, r"get must be one of"),
+    (lambda arch: spectral.kernel_of_cosine("relu", 3), TypeError, r"arch must be an ntklib architecture"),
+    (lambda arch: spectral.kernel_of_cosine(arch, 3)(torch.tensor([1.5], dtype=torch.float64)), ValueError,
+     r"u must hold cosines in \[-1, 1\]"),
+    (lambda arch: spectral.dot_product_kernel_eigenvalues(spectral.kernel_of_cosine(arch, 3), 3, 2.5), TypeError,
+     r"max_degree must be an integer; got 2.5"),
+    (lambda arch: spectral.dot_product_kernel_eigenvalues(spectral.kernel_of_cosine(arch, 3), 3, -1), ValueError,
+     r"max_degree must be an integer >= 0; got -1"),
+    (lambda arch: spectral.dot_product_kernel_eigenvalues("kappa", 3, 4), TypeError, r"kappa must be a function"),
+])
+def test_spectral_bad_input_names_the_argument(call, exc, match):
+    """kernel_of_cosine(radius=nan) named x1 (from inside arch.kernel); max_degree=2.5 was truncated to 2."""
+    arch = nk.serial(nk.Dense(8, 1.4), nk.Relu(), nk.Dense(1))
+    with pytest.raises(exc, match=match):
+        call(arch)
+
+
+def test_max_learning_rate_of_a_negative_kernel_raises():
+    """max_learning_rate(-K) returned -45 (fixed on main before this test was written: kept as a regression test)."""
+    with pytest.warns(UserWarning, match="not positive semi-definite"):
+        with pytest.raises(ValueError, match=r"k_train_train has no positive eigenvalue"):
+            spectral.max_learning_rate(-torch.eye(3, dtype=torch.float64))

@@ -1,6 +1,7 @@
 """Bad input gets a clear error that names the argument and what was expected (checked with match=)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -54,6 +55,11 @@ def test_kernel_rejects_inputs_on_different_devices(arch):
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(get=None), TypeError, r"get must be one of \['nngp', 'ntk'\] or a non-empty tuple of them; got None"),
+    (dict(get=()), TypeError, r"get must be one of"),
+    (dict(dtype=torch.int64), TypeError, r"dtype must be torch.float32 or torch.float64; got torch.int64"),
+    (dict(dtype="float64"), TypeError, r"dtype must be torch.float32 or torch.float64; got 'float64' .*torch.float64"),
+    (dict(dtype=torch.float16), TypeError, r"dtype must be torch.float32 or torch.float64; got torch.float16"),
     (dict(get="ntkk"), ValueError, r"get must be one of \['nngp', 'ntk'\]; got 'ntkk'"),
     (dict(get=("nngp", "foo")), ValueError, r"get must be one of"),
     (dict(batch_size=0), ValueError, r"batch_size must be a positive integer; got 0"),
@@ -62,6 +68,23 @@ def test_kernel_rejects_inputs_on_different_devices(arch):
 def test_kernel_rejects_bad_options(arch, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         arch.kernel(_x(), **kwargs)
+
+
+def test_kernel_without_x1_names_x1(arch):
+    with pytest.raises(TypeError, match=r"x1 must be a torch.Tensor or numpy array of shape \(n, d\); got None"):
+        arch.kernel(None)
+    with pytest.raises(TypeError, match=r"x1 must be a torch.Tensor or numpy array"):
+        arch.kernel(None, _x())
+
+
+def test_kernel_of_inputs_whose_squares_overflow_names_the_input(arch):
+    """|x|^2/d beyond the largest float64 is not a representable kernel: say which input and what to do."""
+    x1, x2 = _x(), _x(3, 3)
+    with pytest.raises(ValueError, match=r"x2 is too large for torch.float64: \|x\|\^2 of row 1 overflows .*Scale the inputs"):
+        x2[1] *= 1e160
+        arch.kernel(x1, x2)
+    with pytest.raises(ValueError, match=r"x1 is too large for torch.float32"):
+        arch.kernel(_x() * 1e20, dtype=torch.float32)
 
 
 def test_kernel_diagonal_with_x2_is_rejected(arch):
@@ -81,6 +104,8 @@ def test_kernel_diagonal_with_x2_is_rejected(arch):
     (dict(width=2.5), ValueError, r"width must be a positive integer; got 2.5"),
     (dict(width=True), ValueError, r"width must be a positive integer; got True"),
     (dict(width=8, parameterization="mup"), ValueError, r"parameterization must be one of \['ntk', 'standard'\]"),
+    (dict(width=8, W_std=1e200), ValueError, r"W_std must be a finite number >= 0 whose square is finite .*got 1e\+200"),
+    (dict(width=8, b_std=1e155), ValueError, r"b_std must be a finite number >= 0 whose square is finite"),
 ])
 def test_dense_rejects_bad_hyperparameters(kwargs, exc, match):
     with pytest.raises(exc, match=match):
@@ -113,15 +138,58 @@ def test_elementwise_rejects_non_callables_and_non_elementwise_functions():
         nk.Elementwise(torch.tanh, deg=0)
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: nk.ABRelu(float("nan"), 1.0), r"ABRelu slopes a and b must be finite"),
-    (lambda: nk.LeakyRelu(float("inf")), r"must be finite"),
-    (lambda: nk.Erf(a=float("nan")), r"Erf parameters a, b, c must be finite"),
-    (lambda: nk.Sin(b=float("inf")), r"Sin parameters a, b, c must be finite"),
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda: nk.ABRelu(float("nan"), 1.0), ValueError, r"a must be a finite number; got nan"),
+    (lambda: nk.ABRelu(0.0, "1"), TypeError, r"b must be a real number; got '1'"),
+    (lambda: nk.LeakyRelu(float("inf")), ValueError, r"alpha must be a finite number; got inf"),
+    (lambda: nk.LeakyRelu("x"), TypeError, r"alpha must be a real number; got 'x'"),
+    (lambda: nk.Erf(a=float("nan")), ValueError, r"a must be a finite number"),
+    (lambda: nk.Erf(a="x"), TypeError, r"a must be a real number; got 'x'"),
+    (lambda: nk.Erf(b=1 + 2j), TypeError, r"b must be a real number"),
+    (lambda: nk.Sin(b=float("inf")), ValueError, r"b must be a finite number"),
+    (lambda: nk.Sin(c=[0.1]), TypeError, r"c must be a real number"),
+    (lambda: nk.Elementwise(torch.tanh, tol=0), ValueError, r"tol must be a finite number > 0; got 0"),
 ])
-def test_activation_parameters_must_be_finite(make, match):
-    with pytest.raises(ValueError, match=match):
+def test_activation_parameters_must_be_real_and_finite_naming_the_parameter(make, exc, match):
+    with pytest.raises(exc, match=match):
         make()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy's ufunc on a torch tensor (the user's function)
+def test_elementwise_of_a_numpy_function_says_autograd_cannot_differentiate_it():
+    """np.tanh maps a tensor to a tensor, but autograd cannot differentiate through numpy: say so at construction
+    (it used to fail inside torch.autograd at the first kernel), and accept it with fn_prime given."""
+    with pytest.raises(TypeError, match=r"fn must be differentiable by torch autograd .*np.tanh.*fn_prime"):
+        nk.Elementwise(np.tanh)
+    act = nk.Elementwise(np.tanh, fn_prime=lambda t: 1 - torch.tanh(t) ** 2, deg=32)
+    assert act.derivative(torch.zeros(1, dtype=torch.float64)).item() == 1.0
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(W_std=1e200), ValueError, r"W_std must be a finite number >= 0 whose square is finite"),
+    (dict(b_std=-1.0), ValueError, r"b_std must be a finite number >= 0"),
+])
+def test_conv_rejects_bad_scales_like_dense(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        nk.Conv(4, 3, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(seed=1.5), TypeError, r"seed must be an integer; got 1.5"),
+    (dict(seed="0"), TypeError, r"seed must be an integer; got '0'"),
+    (dict(seed=-1), ValueError, r"seed must be an integer >= 0"),
+    (dict(dtype="float32"), TypeError, r"dtype must be torch.float16 or .*got 'float32' \(a string\): use torch.float32"),
+    (dict(dtype=torch.int32), TypeError, r"dtype must be torch.float16 or .*got torch.int32"),
+])
+def test_module_rejects_non_integer_seeds_and_non_float_dtypes(arch, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        arch.module(3, **kwargs)
+
+
+def test_float32_input_to_a_float64_network_names_both_dtypes(net):
+    with pytest.raises(TypeError, match=r"x has dtype torch.float32 but the network's parameters are torch.float64: "
+                                        r"pass x.to\(torch.float64\)"):
+        net(_x(dtype=torch.float32))
 
 
 def test_module_rejects_bad_in_dim_and_wrong_input_width(arch):
