@@ -36,7 +36,7 @@ from . import deep_limit  # noqa: E402
 from .shortcut import Shortcut, ShortcutModule  # noqa: E402
 from . import shortcut_ensemble  # noqa: E402  many finite shortcut networks as batched tensors (Monte Carlo)
 
-__all__ += ["deep_limit", "Shortcut", "ShortcutModule"]
+__all__ += ["deep_limit", "Shortcut", "ShortcutModule", "shortcut_ensemble"]
 
 # training dynamics, kernel regression, spectra, data sets: docs/dynamics.md
 from . import course, data, dynamics, linalg, predict, regression, spectral, training, validation  # noqa: E402

@@ -60,7 +60,9 @@ from .validation import (as_kernel_matrix, as_outputs, as_symmetric_kernel, as_t
                          check_nonneg)
 
 __all__ = ["LOSSES", "loss_normalization", "Prediction", "gradient_flow_mse", "discrete_gradient_descent_mse",
-           "cross_entropy_flow", "LinearizedModule", "linearize", "TrainingHistory", "train_network"]
+           "cross_entropy_flow"]
+# (ntklib.training's LinearizedModule, linearize, TrainingHistory and train_network are importable from here
+# too, through the module __getattr__ at the end; their home and documentation are ntklib.training.)
 
 #: The most RK4 steps :func:`cross_entropy_flow` takes for one call (a few seconds for small kernels).
 MAX_RK4_STEPS = 200_000
