@@ -164,6 +164,7 @@ os.makedirs(dst, exist_ok=True)
 if os.path.isdir(src):
     shutil.copytree(src, dst, dirs_exist_ok=True, symlinks=True)
 os.chdir(dst)
+sys.path.insert(0, "")  # the student's own modules, as with `python -m ipykernel_launcher`
 sys.argv = ["ipykernel_launcher"] + argv
 from ipykernel.kernelapp import launch_new_instance
 launch_new_instance()
