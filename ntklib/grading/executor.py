@@ -183,6 +183,7 @@ class SandboxedExecute(Execute):
                 timeout = min(timeout, self._extra_left)
             t0 = time.monotonic()
             res = session.execute(cell.source, timeout)
+            self.log.debug("code cell %d: %s in %.1f s", index, res.status, time.monotonic() - t0)
             if added:
                 self._extra_left -= time.monotonic() - t0
             cell.outputs, cell.execution_count = res.outputs, res.execution_count
@@ -192,7 +193,9 @@ class SandboxedExecute(Execute):
                 continue
             self._offending.add(index)
             if res.status == "timeout":
-                cell.outputs.append(dict(self.error_on_timeout, output_type="error"))
+                cell.outputs.append(new_output("error", ename=self.error_on_timeout.get("ename", "CellTimeoutError"),
+                                               evalue=self.error_on_timeout.get("evalue", ""),
+                                               traceback=list(self.error_on_timeout.get("traceback", []))))
             elif res.status == "died":
                 cell.outputs.append(_error("KernelDied", "the kernel died while running this cell (os._exit, a crash "
                                                          "in compiled code, or running out of memory); the grader "

@@ -31,17 +31,13 @@ import secrets
 
 from nbgrader.plugins import CsvExportPlugin
 
-__all__ = ["Ledger", "LedgerError", "record_manual_grades", "collect", "AuditedCsvExport", "audit_gradebook",
+__all__ = ["Ledger", "record_manual_grades", "collect", "AuditedCsvExport", "audit_gradebook",
            "ledger_dir_for", "LEDGER_DIR", "REGISTRY"]
 
 LEDGER_DIR = ".ntk-grading"
 FIELDS = ("manual_score", "extra_credit")
 #: sys.modules key of the per-process registry shared with nbgrader_config.py (hooks are installed once)
 REGISTRY = "_ntk_grading_ledger_hook"
-
-
-class LedgerError(RuntimeError):
-    """Export refused: the gradebook holds manual grades that no grader set."""
 
 
 class Ledger:
@@ -246,5 +242,5 @@ class AuditedCsvExport(CsvExportPlugin):
                    f"Check these grades (and who could write the gradebook); set them again in the formgrader "
                    f"to record them. See docs/instructors.md, 'Export audit'.")
             self.log.error(msg)
-            raise LedgerError(msg)
+            raise SystemExit(1)  # `nbgrader export` ends with the message above, and no file
         super().export(gradebook)

@@ -38,8 +38,7 @@ ALLOWED_DUNDERS = {"__init__", "__call__", "__name__", "__qualname__", "__doc__"
                    "__int__", "__array__", "__torch_function__", "__class__", "__main__", "__file__"}
 BANNED_MODULES = {"importlib", "inspect", "ctypes", "pickle", "marshal", "dill", "cloudpickle", "shelve", "runpy",
                   "code", "codeop", "gc", "builtins", "__builtin__", "subprocess", "multiprocessing", "pty",
-                  "pickletools", "copyreg", "_thread", "imp", "zipimport", "pkgutil", "sysconfig", "cffi",
-                  "concurrent", "asyncio", "signal", "faulthandler", "trace", "tracemalloc", "dis", "opcode"}
+                  "pickletools", "copyreg", "imp", "zipimport", "pkgutil", "cffi"}
 BANNED_PATHS = ("sys.modules", "sys._getframe", "sys.settrace", "sys.setprofile", "sys.meta_path", "sys.path_hooks",
                 "sys.path_importer_cache", "sys.addaudithook", "sys._current_frames", "sys.exc_info",
                 "sys.exception", "sys.last_traceback", "operator.attrgetter", "operator.methodcaller",
