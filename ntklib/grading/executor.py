@@ -192,7 +192,8 @@ class SandboxedExecute(Execute):
                 self._ran.append(index)
                 continue
             self._offending.add(index)
-            if res.status == "timeout":
+            if res.status == "timeout":  # the grader's interrupt, not the student's KeyboardInterrupt
+                cell.outputs = [o for o in cell.outputs if o.get("ename") != "KeyboardInterrupt"]
                 cell.outputs.append(new_output("error", ename=self.error_on_timeout.get("ename", "CellTimeoutError"),
                                                evalue=self.error_on_timeout.get("evalue", ""),
                                                traceback=list(self.error_on_timeout.get("traceback", []))))

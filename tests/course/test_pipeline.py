@@ -24,7 +24,8 @@ import pytest
 
 from pipeline_utils import (COURSE, COURSE_ID, REPO, SCALED, SOLUTIONS, assignment_ids, cells_by_grade_id,
                             copy_tree, delete_cell, error_outputs, expected_scores, find_leaks, garbage_answers,
-                            html_text_lines, insert_cells, is_autograded_test, is_manual_answer, nbgrader_meta,
+                            html_text_lines, insert_cells, is_autograded_test, is_manual_answer, load_config,
+                            nbgrader_meta,
                             notebook_text_lines, release_notebook, run_nbgrader, secret_lines, set_cell,
                             solution_cell_of, source_facts, source_notebook, tests_of, tree_files, validate,
                             with_solutions, wrapped_function, write_instructor_config)
@@ -137,6 +138,41 @@ def test_course_notebook_has_no_solution_or_hidden_test(assignment):
     assert not leaks, f"course/{assignment} reveals:\n  " + "\n  ".join(leaks)
     for cell in released.cells:
         assert not cell.get("outputs"), f"course/{assignment} has stored outputs"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_reference_solution_gets_full_marks_under_the_checker(assignment, tmp_path):
+    """Check 7: the release filled with the reference solutions, graded as `nbgrader autograde` grades
+    (sandboxed kernel, test cells in the trusted checker): every test cell earns its points, with
+    no restart or tampering note. This is what holds every notebook to the grading convention
+    (docs/instructors.md, "Rules for notebook authors")."""
+    from nbgrader.utils import determine_grade
+
+    from ntklib.grading.executor import GRADING_NOTES_MARK, SandboxedExecute
+
+    _sandbox_or_skip()
+    source = _read(source_notebook(assignment))
+    nb = with_solutions(_read(_release(assignment)), source)
+    executor = SandboxedExecute(config=load_config())
+    old = {k: os.environ.get(k) for k in ("NBGRADER_EXECUTION", "CI")}
+    os.environ.update(NBGRADER_EXECUTION="autograde", CI="1")
+    try:
+        graded, _ = executor.preprocess(nb, {"nbgrader": {"assignment": assignment, "notebook": assignment,
+                                                          "student": "reference"},
+                                             "metadata": {"path": str(tmp_path)}})
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    notes = [c.source for c in graded.cells if GRADING_NOTES_MARK in c.source]
+    assert not notes, f"{assignment}: the grader wrote notes for the reference solution:\n{notes[0]}"
+    lost = {}
+    for cell in graded.cells:
+        if is_autograded_test(cell):
+            score, points = determine_grade(cell, None)
+            if score != points:
+                lost[nbgrader_meta(cell)["grade_id"]] = [f"{o.get('ename')}: {o.get('evalue')}" if o.get("ename")
+                                                         else str(o.get("text", ""))[:300] for o in cell.outputs]
+    assert not lost, f"{assignment}: the reference solution loses points under the checker: {lost}"
 
 
 # --- check 6: the instructor loop with a simulated class --------------------------------------
