@@ -43,8 +43,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SandboxUnavailable", "SandboxSpec", "SandboxedProcess", "bwrap_path", "check_sandbox",
-           "sandbox_mode", "INSTALL_HINT", "OPT_OUT_VARIABLE"]
+__all__ = ["SandboxUnavailable", "SandboxSpec", "SandboxedProcess", "bwrap_command", "bwrap_path", "check_sandbox",
+           "limits", "sandbox_mode", "kernel_workdir", "seccomp_no_fork_program", "INSTALL_HINT", "OPT_OUT_VARIABLE",
+           "SANDBOX_HOME", "SANDBOX_UID"]
 
 OPT_OUT_VARIABLE = "NTK_GRADING_SANDBOX"
 INSTALL_HINT = ("Install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`, which "
@@ -184,6 +185,69 @@ def _environment(spec: SandboxSpec, home: str) -> dict[str, str]:
     return env
 
 
+def bwrap_command(spec: SandboxSpec, submission: str, workdir: str, ipc_dir: str, command: list[str]):
+    """``(argv, fds to pass, environment of bwrap, read end of bwrap's --info-fd)`` that run ``command``
+    (inside the sandbox) with ``submission`` bound read-only at ``/submission``, ``ipc_dir`` bound
+    read-write at its own path, and the working directory ``workdir`` created by the launcher."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed. " + INSTALL_HINT)
+    home = SANDBOX_HOME
+    args = [bwrap, "--unshare-all", "--die-with-parent", "--as-pid-1", "--new-session",
+            "--hostname", "grading", "--cap-drop", "ALL"]
+    if os.geteuid() == 0:  # bwrap is privileged: ask for a user namespace explicitly
+        args += ["--unshare-user"]
+    args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+             "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
+    for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        target = os.path.join("/", link)
+        if os.path.islink(target):
+            args += ["--symlink", os.readlink(target), target]
+        elif os.path.isdir(target):
+            args += ["--ro-bind", target, target]
+    for path in ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives", "/sys/devices/system/cpu"):
+        args += ["--ro-bind-try", path, path]
+    for root in [*_python_roots(), *spec.extra_ro_binds]:
+        if not root.startswith("/usr/"):
+            args += ["--ro-bind", root, root]
+    args += ["--size", str(spec.tmp_size_bytes), "--tmpfs", "/tmp",
+             "--size", str(spec.home_size_bytes), "--tmpfs", home,
+             "--ro-bind", submission, "/submission",
+             "--bind", ipc_dir, ipc_dir,
+             "--chdir", home, "--clearenv"]
+    for k, v in _environment(spec, home).items():
+        args += ["--setenv", k, v]
+    pass_fds = []
+    prog = seccomp_no_fork_program()
+    if prog is not None:
+        r, w = os.pipe()
+        os.write(w, prog)  # a few hundred bytes: fits in the pipe buffer
+        os.close(w)
+        args += ["--seccomp", str(r)]
+        pass_fds.append(r)
+    info_r, info_w = os.pipe()
+    args += ["--info-fd", str(info_w)]
+    pass_fds.append(info_w)
+    args += ["--", *command]
+    return args, pass_fds, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, info_r
+
+
+def _launcher(submission: str, workdir: str, kernel_args: list[str]) -> list[str]:
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, "-I", *safe_path, "-c", _LAUNCHER, submission, workdir, *kernel_args]
+
+
+def limits(spec: SandboxSpec):
+    """A ``preexec_fn`` setting the address-space, file-size and core-dump limits of ``spec``."""
+    def apply():
+        for res, value in ((resource.RLIMIT_AS, spec.memory_bytes), (resource.RLIMIT_FSIZE, spec.file_size_bytes),
+                           (resource.RLIMIT_CORE, 0)):
+            soft, hard = resource.getrlimit(res)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(res, (value, value))
+    return apply
+
+
 class SandboxedProcess:
     """One kernel process: under bwrap (``spec.sandboxed``) or, opted out, a plain subprocess.
 
@@ -198,18 +262,17 @@ class SandboxedProcess:
         self.ipc_dir = ipc_dir
         self.kernel_pid: int | None = None
         self._stderr_head = bytearray()
-        self._info_r = None
-        home = SANDBOX_HOME if spec.sandboxed else None
+        self._info_r = None  # bwrap's --info-fd: the kernel's PID as the grader sees it
         if spec.sandboxed:
-            argv, pass_fds, env = self._bwrap_argv(spec, submission, f"{home}/{workdir_name}", kernel_args)
+            argv, pass_fds, env, self._info_r = bwrap_command(
+                spec, submission, f"{SANDBOX_HOME}/{workdir_name}", ipc_dir,
+                _launcher("/submission", f"{SANDBOX_HOME}/{workdir_name}", kernel_args))
         else:
-            scratch = os.path.join(os.path.dirname(ipc_dir), "scratch")
-            argv = [sys.executable, "-I", "-c", _LAUNCHER, submission, os.path.join(scratch, workdir_name),
-                    *kernel_args]
-            pass_fds, env = (), {**os.environ}
+            scratch = os.path.join(os.path.dirname(ipc_dir), "scratch", workdir_name)
+            argv, pass_fds, env = _launcher(submission, scratch, kernel_args), [], {**os.environ}
         self.proc = subprocess.Popen(argv, pass_fds=pass_fds, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True, preexec_fn=self._limits(spec))
+                                     start_new_session=True, preexec_fn=limits(spec))
         for fd in pass_fds:
             os.close(fd)
         if not spec.sandboxed:
@@ -217,62 +280,6 @@ class SandboxedProcess:
         threading.Thread(target=self._drain_stderr, daemon=True).start()
 
     # -- launching -------------------------------------------------------------------------------
-    def _bwrap_argv(self, spec, submission, workdir, kernel_args):
-        bwrap = bwrap_path()
-        if bwrap is None:
-            raise SandboxUnavailable("bubblewrap (bwrap) is not installed. " + INSTALL_HINT)
-        home = SANDBOX_HOME
-        args = [bwrap, "--unshare-all", "--die-with-parent", "--as-pid-1", "--new-session",
-                "--hostname", "grading", "--cap-drop", "ALL"]
-        if os.geteuid() == 0:  # bwrap is privileged: ask for a user namespace explicitly
-            args += ["--unshare-user"]
-        args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-                 "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
-        for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            target = os.path.join("/", link)
-            if os.path.islink(target):
-                args += ["--symlink", os.readlink(target), target]
-            elif os.path.isdir(target):
-                args += ["--ro-bind", target, target]
-        for path in ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives", "/sys/devices/system/cpu"):
-            args += ["--ro-bind-try", path, path]
-        for root in [*_python_roots(), *spec.extra_ro_binds]:
-            if not root.startswith("/usr/"):
-                args += ["--ro-bind", root, root]
-        args += ["--size", str(spec.tmp_size_bytes), "--tmpfs", "/tmp",
-                 "--size", str(spec.home_size_bytes), "--tmpfs", home,
-                 "--ro-bind", submission, "/submission",
-                 "--bind", self.ipc_dir, self.ipc_dir,
-                 "--chdir", home, "--clearenv"]
-        env = _environment(spec, home)
-        for k, v in env.items():
-            args += ["--setenv", k, v]
-        pass_fds = []
-        prog = seccomp_no_fork_program()
-        if prog is not None:
-            r, w = os.pipe()
-            os.write(w, prog)  # a few hundred bytes: fits in the pipe buffer
-            os.close(w)
-            args += ["--seccomp", str(r)]
-            pass_fds.append(r)
-        info_r, info_w = os.pipe()
-        args += ["--info-fd", str(info_w)]
-        pass_fds.append(info_w)
-        self._info_r = info_r
-        py = ["-P"] if sys.version_info >= (3, 11) else []
-        args += ["--", sys.executable, "-I", *py, "-c", _LAUNCHER, "/submission", workdir, *kernel_args]
-        return args, pass_fds, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-
-    @staticmethod
-    def _limits(spec):
-        def apply():
-            for res, value in ((resource.RLIMIT_AS, spec.memory_bytes), (resource.RLIMIT_FSIZE, spec.file_size_bytes),
-                               (resource.RLIMIT_CORE, 0)):
-                soft, hard = resource.getrlimit(res)
-                value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-                resource.setrlimit(res, (value, value))
-        return apply
-
     def _drain_stderr(self):
         try:
             for chunk in iter(lambda: self.proc.stderr.read(4096), b""):
@@ -340,30 +347,23 @@ class SandboxedProcess:
 
 
 def check_sandbox(timeout: float = 30.0) -> None:
-    """Start a throw-away sandbox running ``python -c 'print(1)'``; raise :class:`SandboxUnavailable`
-    with the reason and the install hint when bwrap is missing or cannot create a sandbox here."""
-    if bwrap_path() is None:
-        raise SandboxUnavailable("bubblewrap (bwrap) is not installed. " + INSTALL_HINT)
+    """Start a throw-away sandbox running Python; raise :class:`SandboxUnavailable` with the reason
+    and the install hint when bwrap is missing or cannot create a sandbox here."""
     with tempfile.TemporaryDirectory(prefix="ntkg-") as work:
-        sub = os.path.join(work, "submission")
+        sub, ipc = os.path.join(work, "submission"), os.path.join(work, "ipc")
         os.mkdir(sub)
-        ipc = os.path.join(work, "ipc")
         os.mkdir(ipc)
-        code = "import sys; sys.exit(0)"
-        proc = SandboxedProcess.__new__(SandboxedProcess)
-        proc.ipc_dir, proc.spec, proc._info_r = ipc, SandboxSpec(), None
-        argv, fds, env = proc._bwrap_argv(SandboxSpec(), sub, f"{SANDBOX_HOME}/check", [])
-        argv = argv[:argv.index("--") + 1] + [sys.executable, "-I", "-c", code]
+        spec = SandboxSpec()
+        argv, fds, env, info_r = bwrap_command(spec, sub, f"{SANDBOX_HOME}/check", ipc,
+                                               [sys.executable, "-I", "-c", "import sys; sys.exit(0)"])
         try:
             done = subprocess.run(argv, pass_fds=fds, env=env, capture_output=True, timeout=timeout,
-                                  preexec_fn=SandboxedProcess._limits(SandboxSpec()))
+                                  preexec_fn=limits(spec))
         except (OSError, subprocess.TimeoutExpired) as err:
             raise SandboxUnavailable(f"bubblewrap could not start a sandbox ({err}). " + INSTALL_HINT) from None
         finally:
-            for fd in fds:
+            for fd in (*fds, info_r):
                 os.close(fd)
-            if proc._info_r is not None:
-                os.close(proc._info_r)
         if done.returncode != 0:
             raise SandboxUnavailable(
                 f"bubblewrap could not start a sandbox (exit code {done.returncode}: "
