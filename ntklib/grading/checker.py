@@ -20,6 +20,7 @@ import builtins
 import contextlib
 import difflib
 import io
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ class Checker:
                         and ((c.get("metadata", {}) or {}).get("nbgrader", {}) or {}).get("grade_id") not in analysis.tests]
         self.deadline = 0.0
         self._printed: list[str] = []
+        os.environ.setdefault("MPLBACKEND", "Agg")  # instructor cells may import pyplot here: no GUI
         self._restart_after = None
 
     # -- running one test cell -------------------------------------------------------------------

@@ -335,7 +335,7 @@ def solution_cell_of(facts: SourceFacts, name: str) -> str:
     return next(gid for gid, names in facts.cell_names.items() if name in names)
 
 
-def tests_of(facts: SourceFacts, name: str) -> list[str]:
+def which_tests_use(facts: SourceFacts, name: str) -> list[str]:
     return [gid for gid, uses in facts.test_uses.items() if name in uses]
 
 

@@ -3,7 +3,6 @@ replays, the checker's verdicts, and what reaches the student's kernel; HideHidd
 
 The notebooks import no torch in the kernel, so each kernel starts in about a second.
 """
-import os
 import sys
 import time
 

@@ -27,7 +27,7 @@ from pipeline_utils import (COURSE, COURSE_ID, REPO, SCALED, SOLUTIONS, assignme
                             html_text_lines, insert_cells, is_autograded_test, is_manual_answer, load_config,
                             nbgrader_meta,
                             notebook_text_lines, release_notebook, run_nbgrader, secret_lines, set_cell,
-                            solution_cell_of, source_facts, source_notebook, tests_of, tree_files, validate,
+                            solution_cell_of, source_facts, source_notebook, which_tests_use, tree_files, validate,
                             with_solutions, wrapped_function, write_instructor_config)
 
 pytestmark = pytest.mark.pipeline
@@ -353,7 +353,7 @@ def _students(released, source):
     shortcuts = {}
     alias_nb, alias_names = solved(), set()
     for name in funcs:
-        found = _importable_alias([f for g in tests_of(facts, name) for f in facts.not_calling[g]])
+        found = _importable_alias([f for g in which_tests_use(facts, name) for f in facts.not_calling[g]])
         if found:
             alias_names.add(found[1])
             alias_nb = with_function(alias_nb, name, "if False:\n    _alias()\nreturn _right(*args, **kwargs)",
@@ -366,7 +366,7 @@ def _students(released, source):
     for route, (prelude, stmt) in routes.items():
         nb = solved()
         for name in funcs:
-            if any(facts.not_calling[g] for g in tests_of(facts, name)):
+            if any(facts.not_calling[g] for g in which_tests_use(facts, name)):
                 nb = with_function(nb, name, stmt + "\nreturn _right(*args, **kwargs)", prelude=prelude)
         shortcuts[route] = (nb, {g: 0.0 if facts.not_calling[g] else p for g, p in full.items()},
                             f"the reference, plus a shortcut through {route.replace('_', ' ')}")
@@ -375,14 +375,14 @@ def _students(released, source):
         # sorted order is grading order
         "crasher": (with_function(solved(), crash_fn, CRASH_BODY), {}, expected_scores(facts, [crash_fn]),
                     f"os._exit in {crash_fn}: 0 for its tests, the kernel restarts, the rest is graded"),
-        "deleter": (delete_cell(solved(), tests_of(facts, crash_fn)[0]), {}, full,
+        "deleter": (delete_cell(solved(), which_tests_use(facts, crash_fn)[0]), {}, full,
                     "deletes a test cell (correct answers): the cell is re-inserted and run"),
         "looper": (with_function(solved(), loop_fn, LOOP_BODY), {}, expected_scores(facts, [loop_fn]),
                    f"infinite loop in {loop_fn}: its tests time out"),
         "partial": (partial, {}, expected_scores(facts, names - {funcs[0]}),
                     f"{funcs[0]} right, {funcs[1]} plausibly wrong (x1.5 + 0.25), the rest not done"),
         "solver": (solved(), {}, full, "the reference solution (and a written answer)"),
-        "tamperer": (set_cell(with_function(solved(), wrong_fn, SCALED), tests_of(facts, wrong_fn)[0], FORGED_TEST),
+        "tamperer": (set_cell(with_function(solved(), wrong_fn, SCALED), which_tests_use(facts, wrong_fn)[0], FORGED_TEST),
                      {}, expected_scores(facts, [wrong_fn]),
                      f"wrong {wrong_fn} and a rewritten locked test cell: the test is restored and fails"),
         "untouched": (released, {}, zero, "submits the release as it is"),
@@ -533,7 +533,7 @@ def test_instructor_loop_grades_a_simulated_class(tmp_path):
     crashed = [cells_by_grade_id(graded["crasher"])[g] for g, v in students["crasher"][2].items() if v == 0]
     assert crashed and any(o.get("ename") == "KernelDied" for o in crashed[0].outputs), "kernel death not recorded"
     failed = [cells_by_grade_id(graded["partial"])[g] for g, v in students["partial"][2].items()
-              if v == 0 and g in tests_of(facts, facts.functions[1])]
+              if v == 0 and g in which_tests_use(facts, facts.functions[1])]
     tb = "\n".join("\n".join(o.get("traceback", [])) for c in failed for o in c.outputs if o.output_type == "error")
     assert "AssertionError: " in tb and "Traceback" not in tb, f"expected a minimal traceback, got:\n{tb}"
 
