@@ -1,12 +1,13 @@
-"""Measurement sweeps for the two depth seeds: each claim of Seed 001 / Seed 000 next to what we measure.
+"""Measurement sweeps for the two depth papers: each of their claims next to what we measure.
 
     .venv/bin/python benchmarks/depth_claims.py            # everything (~10-15 min on one core)
-    .venv/bin/python benchmarks/depth_claims.py --quick    # smaller sweeps (~2-3 min)
+    .venv/bin/python benchmarks/depth_claims.py --quick    # smaller sweeps (~1 min)
     .venv/bin/python benchmarks/depth_claims.py --only A3 B1 --json out.json
 
-Sections: A (Seed 001, arXiv:2511.07272, the deep limit) and B (Seed 000, arXiv:2511.05585,
-depth-induced NTK). Every number is produced by ntklib.depth / ntklib.shortcut; docs/depth.md
-quotes the tables. Runs single-threaded by default (the machines it runs on are shared).
+Sections: A (the deep limit of the NTK, arXiv:2511.07272) and B (the depth-induced NTK of
+shortcut networks, arXiv:2511.05585). Every number is produced by ntklib.deep_limit and the sweeps
+of ntklib.experiments (deep_limit, depth_induced); docs/depth.md quotes the tables. Runs
+single-threaded by default (the machines it runs on are shared).
 """
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ntklib as nk  # noqa: E402
-from ntklib import depth as dp  # noqa: E402
+from ntklib import deep_limit as dl  # noqa: E402
+from ntklib.data import sphere_points  # noqa: E402
+from ntklib.experiments import deep_limit as xd  # noqa: E402
+from ntklib.experiments import depth_induced as xi  # noqa: E402
 
-LITERAL = {}  # the seed's network as described: critical ReLU, no bias, no constraint, no injection
+LITERAL = {}  # the network as the paper describes it: critical ReLU, no bias, no constraint, no injection
 STABLE_INJECT = {"stable_eps": 0.9, "inject_std": 1.0}  # constraint + input injection (our variant)
 STABLE_BIAS = {"stable_eps": 0.9, "b_std": 0.5}  # constraint + bias, no injection
 RESULTS: dict = {}
@@ -53,16 +57,16 @@ def slope(xs, ys):
 
 
 def claims(rows):
-    table("Claims vs measurements", ["claim", "seed says", "measured", "verdict"], rows)
+    table("Claims vs measurements", ["claim", "the paper says", "measured", "verdict"], rows)
 
 
 # ------------------------------------------------------------------------------------------------
-# A. Seed 001: the deep limit
+# A. The deep limit of the NTK (arXiv:2511.07272)
 # ------------------------------------------------------------------------------------------------
 def A1(quick):
     z = np.linspace(-1, 1, 20001)
     seed_h = z * np.arcsin(z) / np.pi + np.sqrt(1 - z * z) / np.pi + z / 2
-    ours = dp.relu_correlation_map(torch.tensor(z)).numpy()
+    ours = dl.relu_correlation_map(torch.tensor(z)).numpy()
     err = float(np.abs(seed_h - ours).max())
     RESULTS["A1"] = {"max_abs_diff": err}
     claims([["h(z) = z asin z/pi + sqrt(1-z^2)/pi + z/2", "ReLU correlation map", f"max diff {err:.1e} on [-1,1]",
@@ -71,13 +75,13 @@ def A1(quick):
 
 def A2(quick):
     Lmax = 20000 if quick else 100000
-    it = dp.relu_correlation_iterates(torch.tensor([-0.9, 0.0, 0.5, 0.9]), Lmax)
+    it = dl.relu_correlation_iterates(torch.tensor([-0.9, 0.0, 0.5, 0.9]), Lmax)
     Ls = [10, 100, 1000, 10000] + ([] if quick else [100000])
     rows = []
     for L in Ls:
         om = it["one_minus_rho"][L - 1]
-        two = om / dp.relu_one_minus_rho_asymptotic(torch.tensor(float(L)))
-        rows.append([L] + [float(v) for v in om * L * L / dp.RELU_RATE_CONSTANT] + [float(two[2])])
+        two = om / dl.relu_one_minus_rho_asymptotic(torch.tensor(float(L)))
+        rows.append([L] + [float(v) for v in om * L * L / dl.RELU_RATE_CONSTANT] + [float(two[2])])
     table("A2  L^2 (1 - rho^(L)) / (9 pi^2/2) for rho^(1) = -0.9, 0, 0.5, 0.9; last: two-term asymptotic ratio (rho1=0.5)",
           ["L", "-0.9", "0", "0.5", "0.9", "2-term"], rows)
     s = slope(Ls[2:], [float(it["one_minus_rho"][L - 1, 2]) for L in Ls[2:]])
@@ -91,13 +95,13 @@ def A2(quick):
 
 def A3(quick):
     Lmax = 10000
-    it = dp.relu_correlation_iterates(torch.tensor([-1.0, 0.0, 0.5, 0.9]), Lmax)
+    it = dl.relu_correlation_iterates(torch.tensor([-1.0, 0.0, 0.5, 0.9]), Lmax)
     Ls = [1, 2, 5, 10, 100, 1000, 10000]
     rows = [[L] + [float(v) for v in it["ntk"][L - 1]] + [float(it["rho"][L - 1, 2])] for L in Ls]
     table("A3  normalized NTK off-diagonal Theta-bar^(L) for rho^(1) = -1, 0, 0.5, 0.9 (last: NNGP rho^(L), rho1=0.5)",
           ["L", "-1", "0", "0.5", "0.9", "nngp"], rows)
-    # the seed's normalization n0 2^(L-1) / L with W_std = 1 and unit inputs
-    n0, x = 5, dp.sphere_inputs(2, 5, radius=1.0)
+    # the paper's normalization n0 2^(L-1) / L with W_std = 1 and unit inputs
+    n0, x = 5, sphere_points(2, 5, radius=1.0)
     norm_rows = []
     for L in (1, 4, 16):
         layers = []
@@ -105,7 +109,7 @@ def A3(quick):
             layers += [nk.Dense(8, W_std=1.0, b_std=None), nk.Relu()]
         diag = float(nk.serial(*layers, nk.Dense(1, W_std=1.0, b_std=None)).kernel(x).ntk[0, 0])
         norm_rows.append([L, diag, diag * n0 * 2 ** (L - 1) / L, diag / (n0 * 2 ** (L - 1) / L)])
-    table("A3b Theta^(L)(x,x), W_std=1, |x|=1, n0=5: times and divided by the seed's n0 2^(L-1)/L",
+    table("A3b Theta^(L)(x,x), W_std=1, |x|=1, n0=5: times and divided by the paper's n0 2^(L-1)/L",
           ["L", "Theta(x,x)", "times", "divided"], norm_rows)
     RESULTS["A3"] = {"rows": rows, "normalization": norm_rows}
     claims([["normalized NTK -> all-ones", "yes, strictly increasing",
@@ -116,13 +120,13 @@ def A3(quick):
 
 
 def A4(quick):
-    x = dp.sphere_inputs(60, 3, seed=1)
+    x = sphere_points(60, 3, radius=math.sqrt(3), seed=1)
     y = torch.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] / 3
     n = 40
     depths = [2, 5, 10, 50, 200, 1000, 5000]
     out = {}
     for kern in ("nngp", "ntk"):
-        r = dp.deep_limit_sweep(x[:n], y[:n], x[n:], y[n:], depths, kernel=kern)
+        r = xd.deep_limit_sweep(x[:n], y[:n], x[n:], y[n:], depths, kernel=kern)
         rows = [[L, float(r["logdet"][i]), float(r["cond"][i]), float(r["map_norm"][i]), float(r["map_sum"][i]),
                  float(r["test_mse"][i]), float(r["offdiag_mean"][i])] for i, L in enumerate(depths)]
         table(f"A4  {kern}: sphere S^2, n_train={n}, n_test=20, y = sin(2 x1) + x2 x3/3; const-predictor MSE "
@@ -152,9 +156,9 @@ def A5(quick):
             r = r * mpmath.asin(r) / mpmath.pi + mpmath.sqrt(1 - r * r) / mpmath.pi + r / 2
         if l in marks:
             ref[l] = float(1 - r)
-    st = dp.relu_correlation_iterates(0.5, L)["one_minus_rho"]
-    nv = dp.relu_correlation_iterates(0.5, L, stable=False)["one_minus_rho"]
-    nv32 = dp.relu_correlation_iterates(0.5, L, stable=False, dtype=torch.float32)["one_minus_rho"]
+    st = dl.relu_correlation_iterates(0.5, L)["one_minus_rho"]
+    nv = dl.relu_correlation_iterates(0.5, L, stable=False)["one_minus_rho"]
+    nv32 = dl.relu_correlation_iterates(0.5, L, stable=False, dtype=torch.float32)["one_minus_rho"]
     rows = [[l, ref[l], abs(float(st[l - 1]) / ref[l] - 1), abs(float(nv[l - 1]) / ref[l] - 1),
              abs(float(nv32[l - 1]) / ref[l] - 1)] for l in sorted(ref)]
     table("A5  relative error of 1 - rho^(L) vs mpmath (50 digits), rho1 = 0.5",
@@ -163,16 +167,16 @@ def A5(quick):
 
 
 # ------------------------------------------------------------------------------------------------
-# B. Seed 000: depth-induced NTK at fixed narrow width
+# B. The depth-induced NTK at fixed narrow width (arXiv:2511.05585)
 # ------------------------------------------------------------------------------------------------
 def B1(quick):
     Ks = [1, 2, 4, 8, 16] + ([] if quick else [32])
     S = 40 if quick else 100
     rows, res = [], {}
     for name, kw in (("literal", LITERAL), ("stable+inject", STABLE_INJECT), ("stable+bias", STABLE_BIAS)):
-        r = dp.fluctuation_vs_K(Ks, width=20, hbar=2, n_seeds=S, **kw)
+        r = xi.fluctuation_vs_K(Ks, width=20, hbar=2, n_seeds=S, **kw)
         res[name] = {k: v.tolist() for k, v in r.items()}
-    p = dp.plain_fluctuation_vs_depth([2 * K for K in Ks], width=20, n_seeds=S)
+    p = xd.plain_fluctuation_vs_depth([2 * K for K in Ks], width=20, n_seeds=S)
     res["plain"] = {k: v.tolist() for k, v in p.items()}
     for i, K in enumerate(Ks):
         rows.append([K, 2 * K] + [f"{res[n]['rel'][i]:.3f}+-{res[n]['rel_se'][i]:.3f}"
@@ -195,11 +199,11 @@ def B1(quick):
 def B2(quick):
     Ks = [1, 4, 16]
     S = 1000 if quick else 2000
-    x = dp.sphere_inputs(1, 5, seed=3)
+    x = sphere_points(1, 5, radius=math.sqrt(5), seed=3)
     rows, res = [], {}
     for name, kw, plain in (("literal", LITERAL, False), ("stable+inject", STABLE_INJECT, False),
                             ("plain", {}, True)):
-        r = dp.output_normality_vs_K(Ks, width=20, hbar=2, n_seeds=S, x=x, plain=plain, **kw)
+        r = xi.output_normality_vs_K(Ks, width=20, hbar=2, n_seeds=S, x=x, plain=plain, **kw)
         res[name] = {k: v.tolist() for k, v in r.items()}
     for i, K in enumerate(Ks):
         row = [K]
@@ -224,7 +228,7 @@ def B3(quick):
     sizes = [10, 50, 200]
     res = {}
     for name, kw in (("literal", LITERAL), ("stable+inject", STABLE_INJECT)):
-        r = dp.lambda_min_vs_dim(dims, sizes, K=4, hbar=2, width=20, empirical_seeds=0 if quick else 3, **kw)
+        r = xi.lambda_min_vs_dim(dims, sizes, K=4, hbar=2, width=20, empirical_seeds=0 if quick else 3, **kw)
         res[name] = {k: v.tolist() for k, v in r.items()}
         rows = []
         for i, N in enumerate(sizes):
@@ -250,10 +254,10 @@ def B4(quick):
     res = {}
     rows = []
     for name, kw in (("literal", LITERAL), ("stable+inject", STABLE_INJECT)):
-        r = dp.sigma_max_vs_K(Ks, n_points=32, d=10, width=20, hbar=2, empirical_seeds=0 if quick else 4, **kw)
+        r = xi.sigma_max_vs_K(Ks, n_points=32, d=10, width=20, hbar=2, empirical_seeds=0 if quick else 4, **kw)
         res[name] = {k: v.tolist() for k, v in r.items()}
     for i, K in enumerate(Ks):
-        rows.append([K, res["literal"]["seed_bound"][i], res["literal"]["sigma_max"][i],
+        rows.append([K, res["literal"]["claimed_bound"][i], res["literal"]["sigma_max"][i],
                      res["literal"]["per_point"][i], res["literal"]["sigma_max_empirical"][i],
                      res["stable+inject"]["sigma_max"][i], res["stable+inject"]["sigma_max_empirical"][i]])
     table("B4  sigma_max(NTK(d)) vs K, N=32 points on S^9, width 20, hbar 2 (analytic; empirical = mean of 4 seeds)",
@@ -269,7 +273,7 @@ def B4(quick):
 
 def B5(quick):
     Ks = (5, 10) if quick else (5, 10, 15)
-    r = dp.training_invariance(Ks, hbar=1, n_points=20, d=5, steps=100 if quick else 200, n_seeds=2)
+    r = xi.training_invariance(Ks, hbar=1, n_points=20, d=5, steps=100 if quick else 200, n_seeds=2)
     rows = []
     for name, v in r.items():
         for i, K in enumerate(Ks):
@@ -289,8 +293,8 @@ def B6(quick):
     depths = (2, 8, 32) if quick else (2, 8, 32, 128)
     out = {}
     for name, kw in (("literal", LITERAL), ("stable+inject", STABLE_INJECT)):
-        s = dp.sin_regression_comparison(depths, width=20, hbar=2, empirical_seeds=0 if quick else 4, **kw)
-        dg = dp.digits_regression_comparison(depths, width=20, hbar=2, empirical_seeds=0 if quick else 2,
+        s = xi.sin_regression_comparison(depths, width=20, hbar=2, empirical_seeds=0 if quick else 4, **kw)
+        dg = xi.digits_regression_comparison(depths, width=20, hbar=2, empirical_seeds=0 if quick else 2,
                                              n_train=300, n_test=500, **kw)
         out[name] = {"sin": {k: v.tolist() for k, v in s["test_mse"].items()},
                      "digits_acc": {k: v.tolist() for k, v in dg["accuracy"].items()}}

@@ -27,15 +27,18 @@ __all__ = [
     "empirical_ntk", "empirical_nngp", "monte_carlo_kernel", "MonteCarloKernel", "default_device",
 ]
 
-from . import depth  # noqa: E402  deep limit and depth-induced (shortcut) kernels: docs/depth.md
+# the deep limit (correlation maps, normalized kernels) and depth-induced (shortcut) kernels: docs/depth.md;
+# the sweeps that measure the papers' claims are in ntklib.experiments (imported on demand, never by the library)
+from . import deep_limit  # noqa: E402
 from .shortcut import Shortcut, ShortcutModule  # noqa: E402
 
-__all__ += ["depth", "Shortcut", "ShortcutModule"]
+__all__ += ["deep_limit", "Shortcut", "ShortcutModule"]
 
 # training dynamics, kernel regression, spectra, data sets: docs/dynamics.md
-from . import data, dynamics, predict, regression, spectral  # noqa: E402
-from .dynamics import gradient_flow_mse, train_network  # noqa: E402
+from . import course, data, dynamics, linalg, predict, regression, spectral, training, validation  # noqa: E402
+from .dynamics import gradient_flow_mse  # noqa: E402
 from .regression import gp_posterior, kernel_regression  # noqa: E402
+from .training import train_network  # noqa: E402
 
-__all__ += ["data", "dynamics", "predict", "regression", "spectral", "gradient_flow_mse", "train_network",
-            "gp_posterior", "kernel_regression"]
+__all__ += ["course", "data", "dynamics", "linalg", "predict", "regression", "spectral", "training", "validation",
+            "gradient_flow_mse", "train_network", "gp_posterior", "kernel_regression"]

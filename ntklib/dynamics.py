@@ -1,4 +1,7 @@
-r"""Training dynamics in the kernel regime, and training real (or linearized) networks.
+r"""Training dynamics in the kernel regime, in closed form (MSE) or integrated (cross-entropy).
+
+Training real or linearized networks with records of their weights and kernels is
+:mod:`ntklib.training` (``train_network``, ``linearize``; also importable from here).
 
 Normalizations (used everywhere in this module; derived in notebook 03_lazy_training and
 ``docs/dynamics.md``):
@@ -45,28 +48,31 @@ integrated by classical RK4 with a fixed step.
 """
 from __future__ import annotations
 
-import copy
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call, jvp, vjp
-from torch.func import linearize as linearize_fn
 
-from .validation import as_inputs, check_choice, check_nonneg
 from ._progress import progress_bar
-from .empirical import empirical_ntk
-from .regression import (_as_kernel_matrix, _as_outputs, _as_targets, _pinv_tolerance, _symmetrize,
-                         _warn_singular)
+from .linalg import KernelEigen
+from .validation import (as_kernel_matrix, as_outputs, as_symmetric_kernel, as_targets, as_times, check_choice,
+                         check_nonneg)
 
-__all__ = ["Prediction", "gradient_flow_mse", "discrete_gradient_descent_mse", "cross_entropy_flow",
-           "LinearizedModule", "linearize", "TrainingHistory", "train_network"]
+__all__ = ["LOSSES", "loss_normalization", "Prediction", "gradient_flow_mse", "discrete_gradient_descent_mse",
+           "cross_entropy_flow", "LinearizedModule", "linearize", "TrainingHistory", "train_network"]
 
-_LOSSES = ("mean", "sum")
+#: The most RK4 steps :func:`cross_entropy_flow` takes for one call (a few seconds for small kernels).
+MAX_RK4_STEPS = 200_000
+
+#: The two MSE normalizations: ``"mean"`` divides the squared error by N = ``y.numel()``, ``"sum"`` does not.
+LOSSES = ("mean", "sum")
+
+
+def loss_normalization(loss: str, n_targets: int) -> float:
+    r""":math:`N` of the loss :math:`\frac{1}{2N}\sum(f - y)^2`: ``n_targets`` for ``loss="mean"``, 1 for ``"sum"``."""
+    check_choice("loss", loss, LOSSES)
+    return float(n_targets) if loss == "mean" else 1.0
 
 
 @dataclass(frozen=True)
@@ -85,32 +91,19 @@ class _Problem:
     """Validated kernels, targets and initial outputs, in the kernel's dtype and device."""
 
     def __init__(self, k_train_train, y_train, fx_train_0, k_test_train, fx_test_0):
-        k = _as_kernel_matrix("k_train_train", k_train_train, square=True)
-        self.k = _symmetrize("k_train_train", k)  # (n, n)
+        self.k = k = as_symmetric_kernel("k_train_train", k_train_train)  # (n, n)
         n = k.shape[0]
-        self.y, self.was_1d = _as_targets("y_train", y_train, n, k)  # (n, k)
-        self.f0 = _as_outputs("fx_train_0", fx_train_0, tuple(self.y.shape), k)  # (n, k)
-        self.kt = None if k_test_train is None else _as_kernel_matrix("k_test_train", k_test_train, like=k,
-                                                                     shape=(None, n))  # (n_test, n)
+        self.y, self.was_1d = as_targets("y_train", y_train, n, k)  # (n, k)
+        self.f0 = as_outputs("fx_train_0", fx_train_0, tuple(self.y.shape), k)  # (n, k)
+        self.kt = None if k_test_train is None else as_kernel_matrix("k_test_train", k_test_train, like=k,
+                                                                    shape=(None, n))  # (n_test, n)
         self.ft0 = None
         if self.kt is not None:
-            self.ft0 = _as_outputs("fx_test_0", fx_test_0, (self.kt.shape[0], self.y.shape[1]), k)  # (n_test, k)
+            self.ft0 = as_outputs("fx_test_0", fx_test_0, (self.kt.shape[0], self.y.shape[1]), k)  # (n_test, k)
 
-    def eigh(self):
-        evals, evecs = torch.linalg.eigh(self.k)  # ascending
-        lmax = float(evals.abs().max()) if evals.numel() else 0.0
-        if float(evals.min()) < -1e-6 * max(lmax, 1e-300):
-            lmin = float(evals.min())
-            warnings.warn(f"k_train_train is not positive semi-definite (smallest eigenvalue {lmin:.3g}, "
-                          f"largest {lmax:.3g}); negative eigenvalues are treated as 0.", stacklevel=3)
-        return evals.clamp_min(0.0), evecs
-
-    def normalization(self, loss: str) -> float:
-        check_choice("loss", loss, _LOSSES)
-        return float(self.y.numel()) if loss == "mean" else 1.0
-
-    def assemble(self, t: torch.Tensor, gain: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor) -> Prediction:
+    def assemble(self, t: torch.Tensor, gain: torch.Tensor, eig: KernelEigen) -> Prediction:
         """f_t = f0 + K_{.X} V diag(gain_i(t)) V^T (y - f0) for train (K V = V diag(lambda)) and test."""
+        evals, evecs = eig.eigenvalues, eig.eigenvectors
         r = evecs.T @ (self.y - self.f0)  # (n, k)  residual in the eigenbasis
         coef = gain[..., :, None] * r  # (T, n, k)
         train = self.f0 + evecs @ (evals[:, None] * coef)  # (T, n, k)
@@ -124,40 +117,6 @@ class _Problem:
             train = train[..., 0]
             test = None if test is None else test[..., 0]
         return Prediction(t=t, train=train, test=test)
-
-
-def _as_times(name: str, t: Any, like: torch.Tensor, *, integer: bool = False) -> torch.Tensor:
-    if isinstance(t, torch.Tensor):
-        tt = t.detach().to(device=like.device, dtype=like.dtype)
-    else:
-        try:
-            tt = torch.as_tensor(np.asarray(t, dtype=np.float64), dtype=like.dtype, device=like.device)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a number or a 1-D sequence of numbers; got {t!r}.") from None
-    if tt.ndim > 1:
-        raise ValueError(f"{name} must be a scalar or 1-D; got shape {tuple(tt.shape)}.")
-    if bool(torch.isnan(tt).any()) or bool((tt < 0).any()):
-        raise ValueError(f"{name} must be >= 0 (and not NaN); got {t!r}.")
-    if integer:
-        if bool(torch.isinf(tt).any()) or bool((tt != tt.round()).any()):
-            raise ValueError(f"{name} must be non-negative integers (numbers of steps); got {t!r}.")
-    return tt
-
-
-def _relative_expm1(z: torch.Tensor) -> torch.Tensor:
-    """(1 - exp(-z)) / z, equal to 1 at z = 0, for z >= 0 (no cancellation, no 0/0)."""
-    safe = torch.where(z > 0, z, torch.ones_like(z))
-    return torch.where(z > 0, -torch.expm1(-safe) / safe, torch.ones_like(z))
-
-
-def _relative_power(a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """(1 - (1 - a)^k) / a, equal to k at a = 0, for a >= 0 and integer k >= 0."""
-    small = (a > 0) & (a < 1)
-    a_small = torch.where(small, a, torch.full_like(a, 0.5))
-    v_small = -torch.expm1(k * torch.log1p(-a_small)) / a_small
-    a_big = torch.where(a >= 1, a, torch.full_like(a, 2.0))
-    v_big = (1 - (1 - a_big) ** k) / a_big
-    return torch.where(a == 0, k * torch.ones_like(a), torch.where(small, v_small, v_big))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,24 +155,12 @@ def gradient_flow_mse(k_train_train, y_train, t, *, fx_train_0=0.0, k_test_train
       ``t.shape + (n_test,) + y_train.shape[1:]``.
     """
     p = _Problem(k_train_train, y_train, fx_train_0, k_test_train, fx_test_0)
-    norm = p.normalization(loss)
+    norm = loss_normalization(loss, p.y.numel())
     shift = norm * check_nonneg("weight_decay", weight_decay)
-    tt = _as_times("t", t, p.k)
-    evals, evecs = p.eigh()
-    rate = evals + shift  # (n,)
-    tf = tt.reshape(-1, 1)  # (T, 1)
-    finite = torch.isfinite(tf)
-    tf0 = torch.where(finite, tf, torch.zeros_like(tf))
-    gain = (tf0 / norm) * _relative_expm1(rate * tf0 / norm)  # (T, n): (1 - e^{-rate t/N}) / rate
-    if not bool(finite.all()):
-        tol = _pinv_tolerance(rate)
-        keep = rate > tol
-        if bool((~keep).any()) or float(rate.max()) > (1e-3 / torch.finfo(rate.dtype).eps) * float(rate.min()):
-            _warn_singular("k_train_train" + (" + N * weight_decay * I" if shift else ""), rate, tol,
-                           int((~keep).sum()))
-        inf_gain = torch.where(keep, 1.0 / torch.where(keep, rate, torch.ones_like(rate)), torch.zeros_like(rate))
-        gain = torch.where(finite, gain, inf_gain.expand_as(gain))
-    return p.assemble(tt, gain, evals, evecs)
+    tt = as_times("t", t, p.k)
+    eig = KernelEigen.of(p.k, name="k_train_train")
+    gain = eig.flow_gain(tt, norm, shift=shift)  # (T, n): (1 - e^{-(lambda + shift) t/N}) / (lambda + shift)
+    return p.assemble(tt, gain, eig)
 
 
 def discrete_gradient_descent_mse(k_train_train, y_train, steps, learning_rate: float, *, fx_train_0=0.0,
@@ -239,21 +186,20 @@ def discrete_gradient_descent_mse(k_train_train, y_train, steps, learning_rate: 
       (others as in :func:`gradient_flow_mse`)
     """
     p = _Problem(k_train_train, y_train, fx_train_0, k_test_train, fx_test_0)
-    norm = p.normalization(loss)
+    norm = loss_normalization(loss, p.y.numel())
     shift = norm * check_nonneg("weight_decay", weight_decay)
     eta = check_nonneg("learning_rate", learning_rate)
     if eta == 0:
         raise ValueError("learning_rate must be > 0; got 0.")
-    kk = _as_times("steps", steps, p.k, integer=True)
-    evals, evecs = p.eigh()
-    rate = evals + shift
-    a = eta * rate / norm  # (n,)
-    if float(a.max()) >= 2.0:
+    kk = as_times("steps", steps, p.k, integer=True)
+    eig = KernelEigen.of(p.k, name="k_train_train")
+    rate_max = float(eig.eigenvalues.max()) + shift
+    if eta * rate_max / norm >= 2.0:
         warnings.warn(f"learning_rate={eta:g} is at or above the stability limit 2N/lambda_max = "
-                      f"{2 * norm / float(rate.max()):.4g}: gradient descent oscillates or diverges in the top "
+                      f"{2 * norm / rate_max:.4g}: gradient descent oscillates or diverges in the top "
                       "eigen-direction(s).", stacklevel=2)
-    gain = (eta / norm) * _relative_power(a[None, :], kk.reshape(-1, 1))  # (T, n)
-    return p.assemble(eta * kk, gain, evals, evecs)
+    gain = eig.descent_gain(kk, eta, norm, shift=shift)  # (T, n)
+    return p.assemble(eta * kk, gain, eig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +229,7 @@ def cross_entropy_flow(k_train_train, y_train, t, *, fx_train_0=0.0, k_test_trai
     ``dt = 0.5 n / lambda_max`` (the Jacobian of the right-hand side has norm at most
     :math:`\lambda_{max}/(2n)`, so each step is well inside RK4's stability region). Each requested
     time is hit exactly (the last step before it is shortened). Time unit as for MSE: learning
-    rate x steps.
+    rate x steps. At most :data:`MAX_RK4_STEPS` steps per call (a clear error beyond).
 
     Args:
       t: a time >= 0 or a 1-D sequence of them (any order; finite).
@@ -302,7 +248,7 @@ def cross_entropy_flow(k_train_train, y_train, t, *, fx_train_0=0.0, k_test_trai
     if bool((p.y < 0).any()) or bool((p.y > 1).any()):
         raise ValueError("y_train must hold probabilities in [0, 1] (labels 0/1 or one-hot rows) for the "
                          "cross-entropy loss.")
-    tt = _as_times("t", t, p.k)
+    tt = as_times("t", t, p.k)
     if bool(torch.isinf(tt).any()):
         raise ValueError("t must be finite for cross_entropy_flow (the outputs grow without bound).")
     n = p.k.shape[0]
@@ -327,6 +273,10 @@ def cross_entropy_flow(k_train_train, y_train, t, *, fx_train_0=0.0, k_test_trai
     out_te = None if kt is None else torch.empty((flat.numel(),) + tuple(p.ft0.shape), dtype=p.k.dtype,
                                                    device=p.k.device)
     total = int(math.ceil(float(flat.max()) / dt)) if flat.numel() else 0
+    if total > MAX_RK4_STEPS:
+        raise ValueError(f"t up to {float(flat.max()):.4g} needs {total:.3g} RK4 steps of dt = {dt:.4g}; "
+                         f"cross_entropy_flow takes at most {MAX_RK4_STEPS}. Use a smaller t (the outputs only grow "
+                         "like log t on separable labels) or a larger dt (RK4 is stable here up to about 5 n / lambda_max).")
     bar = progress_bar(range(total), total=total, desc="RK4", progress=progress)
     it = iter(bar)
     now = 0.0
@@ -355,340 +305,15 @@ def cross_entropy_flow(k_train_train, y_train, t, *, fx_train_0=0.0, k_test_trai
     return Prediction(t=tt, train=train, test=test)
 
 
-# ---------------------------------------------------------------------------------------------
-# linearized networks
-# ---------------------------------------------------------------------------------------------
-class LinearizedModule(nn.Module):
-    r"""First-order Taylor expansion of ``model`` around its current parameters :math:`\theta_0`.
-
-    :math:`f^{lin}_\theta(x) = f_{\theta_0}(x) + J_{\theta_0}(x)\,(\theta - \theta_0)`, evaluated with one
-    forward-mode product ``torch.func.jvp`` (no Jacobian is stored). Its parameters start at
-    :math:`\theta_0` (a copy; ``model`` is not changed) and are ``params.0, params.1, ...`` in the order
-    of ``model.named_parameters()``. Its tangent kernel is the empirical NTK of ``model`` at
-    :math:`\theta_0`, whatever the parameters (Lee et al. 2019, Sec. 2).
-    """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
-        self.base = copy.deepcopy(model)
-        for p in self.base.parameters():
-            p.requires_grad_(False)
-        self.names = [name for name, _ in model.named_parameters()]
-        if not self.names:
-            raise ValueError("model has no parameters to linearize around.")
-        self.params = nn.ParameterList([nn.Parameter(p.detach().clone()) for _, p in model.named_parameters()])
-
-    def theta0(self) -> dict[str, torch.Tensor]:
-        return {name: p for name, p in self.base.named_parameters()}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        theta0 = {name: p.detach() for name, p in self.base.named_parameters()}
-        delta = {name: p - theta0[name] for name, p in zip(self.names, self.params)}
-        out0, tangent = jvp(lambda q: functional_call(self.base, q, (x,)), (theta0,), (delta,))
-        return out0 + tangent
 
 
-def linearize(model: nn.Module) -> LinearizedModule:
-    """The linearized network of ``model`` around its current parameters (:class:`LinearizedModule`)."""
-    return LinearizedModule(model)
+_TRAINING = ("LinearizedModule", "TrainingHistory", "linearize", "train_network")
 
 
-# ---------------------------------------------------------------------------------------------
-# training real networks
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class TrainingHistory:
-    r"""What :func:`train_network` recorded.
+def __getattr__(name: str):
+    """ntklib.training's names (training real and linearized networks) are importable from here too."""
+    if name in _TRAINING:
+        from . import training
 
-    Per recorded step (length R): ``steps``, ``t`` (= learning_rate x steps), ``train_loss`` and
-    ``test_loss`` (:math:`\frac{1}{2N}\sum(f - y)^2` with N = number of target entries, without the
-    weight-decay term), ``fx_train`` (R, n_train[, k]), ``fx_test``, ``fx_probe``,
-    ``weight_change`` :math:`\|\theta_t-\theta_0\|_2` and ``weight_change_rel``
-    :math:`\|\theta_t-\theta_0\|_2/\|\theta_0\|_2`. At the kernel checkpoints (length C):
-    ``ntk_steps``, ``ntks`` (C, m, m) the empirical NTK (mode "trace") of the *unscaled* network
-    on ``ntk_inputs``, and ``ntk_change_rel`` :math:`\|\Theta_t-\Theta_0\|_F/\|\Theta_0\|_F`.
-    ``params`` are the final parameters (a dict), ``model`` the network that was trained (at
-    :math:`\theta_0`; for ``linearize=True`` a :class:`LinearizedModule`) and ``final_model`` a copy
-    at the final parameters.
-    """
-    steps: torch.Tensor
-    t: torch.Tensor
-    train_loss: torch.Tensor
-    test_loss: torch.Tensor | None
-    fx_train: torch.Tensor
-    fx_test: torch.Tensor | None
-    fx_probe: torch.Tensor | None
-    weight_change: torch.Tensor
-    weight_change_rel: torch.Tensor
-    ntk_steps: torch.Tensor
-    ntks: torch.Tensor
-    ntk_change_rel: torch.Tensor
-    params: dict = field(repr=False)
-    model: nn.Module = field(repr=False)
-    final_model: nn.Module = field(repr=False)
-    learning_rate: float = 0.0
-    output_scale: float = 1.0
-
-
-def _as_step_list(name: str, steps_spec, total: int, default_count: int) -> list[int]:
-    if steps_spec is None:
-        grid = np.unique(np.round(np.linspace(0, total, min(total + 1, default_count))).astype(int))
-        return grid.tolist()
-    arr = np.asarray(steps_spec).reshape(-1)
-    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number) or np.any(arr != np.round(arr)):
-        raise ValueError(f"{name} must be a sequence of integers in [0, steps]; got {steps_spec!r}.")
-    arr = np.unique(arr.astype(int))
-    if arr.min() < 0 or arr.max() > total:
-        raise ValueError(f"{name} must lie in [0, steps={total}]; got values from {arr.min()} to {arr.max()}.")
-    return arr.tolist()
-
-
-def train_network(model, x_train, y_train, *, learning_rate: float, steps: int, x_test=None, y_test=None,
-                  x_probe=None, record_steps=None, ntk_steps=None, ntk_inputs=None, linearize: bool = False,
-                  output_scale: float = 1.0, center: bool = False, weight_decay: float = 0.0,
-                  weight_decay_center: str = "init", seed: int = 0, dtype: torch.dtype = torch.float64,
-                  device=None, progress: bool | None = None) -> TrainingHistory:
-    r"""Full-batch gradient descent on MSE for a finite network (or its linearization), with records.
-
-    The model trained is :math:`f_\alpha(x;\theta) = \alpha\,f(x;\theta)` or, with ``center=True``,
-    :math:`\alpha\,(f(x;\theta) - f(x;\theta_0))` (Chizat, Oyallon & Bach 2019, arXiv:1812.07956),
-    on the loss
-
-    .. math::
-        \mathcal L(\theta) = \frac{1}{2N\alpha^2}\sum_{i,a}\big(f_{\alpha,a}(x_i;\theta) - y_{ia}\big)^2
-        + \frac{\lambda}{2}\|\theta - \theta_c\|^2,
-
-    :math:`N` = ``y_train.numel()``, :math:`\theta_c = \theta_0` (``weight_decay_center="init"``) or 0
-    (``"zero"``), with :math:`\theta \leftarrow \theta - \eta\nabla\mathcal L` for ``steps`` steps.
-    The :math:`1/\alpha^2` makes the function-space dynamics at initialization independent of
-    :math:`\alpha` (:math:`\dot f_\alpha = -\frac1N\Theta(f_\alpha - y)`, the tangent kernel of
-    :math:`f_\alpha` being :math:`\alpha^2\Theta`), while the weights move :math:`O(1/\alpha)`: large
-    :math:`\alpha` is the lazy regime, small :math:`\alpha` the rich one. With :math:`\alpha = 1`,
-    ``center=False`` this is plain GD on :math:`\frac{1}{2N}\sum(f-y)^2`, whose kernel-regime limit is
-    :func:`discrete_gradient_descent_mse` with the network's :math:`\Theta_0` and :math:`f_0`.
-    The standard parameterization is chosen in the architecture
-    (``Dense(..., parameterization="standard")``); its NTK grows with the width, so the learning
-    rate must shrink like 1/width.
-
-    Args:
-      model: an ntklib architecture (built with ``arch.module(d, seed=seed, dtype=dtype)``) or any
-        ``torch.nn.Module`` mapping (n, d) to (n, k) or (n,) (used as is, never modified).
-      x_train, y_train: (n, d) inputs and (n,) or (n, k) targets.
-      learning_rate, steps: :math:`\eta > 0` and the number of steps.
-      x_test, y_test: optional test set (loss and outputs recorded); ``y_test`` may be None.
-      x_probe: optional inputs (m, d) on which the function is recorded (e.g. a plotting grid).
-      record_steps: steps at which to record (default: about 101 evenly spaced, always 0 and ``steps``).
-      ntk_steps: steps at which the empirical NTK is computed (default ``[0, steps]``).
-      ntk_inputs: inputs for the NTK (default ``x_train``).
-      linearize: train the first-order Taylor expansion :math:`f_0 + J_0(\theta-\theta_0)` instead (forward
-        products ``torch.func.jvp``, traced once by ``torch.func.linearize`` for runs of 300 steps or more;
-        gradients :math:`J_0^\top r` from one cached ``torch.func.vjp`` at :math:`\theta_0`); its kernel is
-        constant, so ``ntk_change_rel`` is 0.
-      output_scale, center: :math:`\alpha > 0` and whether to subtract :math:`f(x;\theta_0)`.
-      weight_decay, weight_decay_center: :math:`\lambda \ge 0` and :math:`\theta_c` (``"init"`` or ``"zero"``).
-      seed, dtype, device: used only when ``model`` is an architecture.
-      progress: progress bar (default: on in notebooks/terminals, off in CI and under nbgrader).
-    """
-    from .layers import Layer
-
-    eta = check_nonneg("learning_rate", learning_rate)
-    if eta == 0:
-        raise ValueError("learning_rate must be > 0; got 0.")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0; got {steps!r}.")
-    steps = int(steps)
-    alpha = check_nonneg("output_scale", output_scale)
-    if alpha == 0:
-        raise ValueError("output_scale must be > 0; got 0.")
-    lam = check_nonneg("weight_decay", weight_decay)
-    check_choice("weight_decay_center", weight_decay_center, ("init", "zero"))
-
-    if isinstance(model, Layer):
-        xt, _ = as_inputs(x_train, None, dtype=dtype, names=("x_train", "x2"))
-        if device is not None:
-            xt = xt.to(device)
-        net = model.module(xt.shape[1], seed=seed, dtype=dtype, device=xt.device)
-    elif isinstance(model, nn.Module):
-        net = model
-    else:
-        raise TypeError(f"model must be an ntklib architecture or a torch.nn.Module; got {type(model).__name__}.")
-    try:
-        p0 = next(net.parameters())
-    except StopIteration:
-        raise ValueError("model has no parameters to train.") from None
-    mdev, mdtype = p0.device, p0.dtype
-
-    def inputs(name, x):
-        if x is None:
-            return None
-        t, _ = as_inputs(x, None, dtype=mdtype, names=(name, "x2"))
-        return t.to(mdev)
-
-    x_tr, x_te, x_pr = inputs("x_train", x_train), inputs("x_test", x_test), inputs("x_probe", x_probe)
-    x_ntk = x_tr if ntk_inputs is None else inputs("ntk_inputs", ntk_inputs)
-    y_tr, was_1d = _as_targets("y_train", y_train, x_tr.shape[0], p0.detach())  # (n, k)
-    kout = y_tr.shape[1]
-    y_te = None
-    if y_test is not None:
-        if x_te is None:
-            raise ValueError("y_test was given without x_test.")
-        y_te, _ = _as_targets("y_test", y_test, x_te.shape[0], p0.detach())
-        if y_te.shape[1] != kout:
-            raise ValueError(f"y_test must have {kout} columns like y_train; got shape {tuple(y_te.shape)}.")
-
-    # parameters with requires_grad=False stay frozen and are not counted in the weight change
-    names = [name for name, p in net.named_parameters() if p.requires_grad]
-    if not names:
-        raise ValueError("model has no trainable parameters (all have requires_grad=False).")
-    theta0 = {name: p.detach().clone() for name, p in net.named_parameters() if p.requires_grad}
-    buffers = {name: b for name, b in net.named_buffers()}
-    center_params = theta0 if weight_decay_center == "init" else {k: torch.zeros_like(v) for k, v in theta0.items()}
-    theta0_norm = float(torch.sqrt(sum((v ** 2).sum() for v in theta0.values())))
-    base = copy.deepcopy(net)  # parameters are loaded into it for kernels and the final model
-
-    def raw(params, x):  # f(x; params), (m, kout)
-        out = functional_call(base, (params, buffers), (x,))
-        if out.numel() != x.shape[0] * kout:
-            raise ValueError(f"the model's output has shape {tuple(out.shape)} but y_train needs {kout} "
-                             f"output(s) per input ({tuple(y_tr.shape)}).")
-        return out.reshape(x.shape[0], kout)
-
-    inputs_by_key = {"train": x_tr, "test": x_te, "probe": x_pr}
-    with torch.no_grad():
-        f_init = {key: raw(theta0, x) for key, x in inputs_by_key.items() if x is not None}
-    tangents = {}
-
-    def tangent_fn(key):
-        """delta -> J(x; theta0) delta, by torch.func.jvp; for long runs (>= 300 steps) the jvp is traced
-        once with torch.func.linearize, which is several times cheaper per call (same numbers)."""
-        if key not in tangents:
-            x = inputs_by_key[key]
-            f = lambda q: raw(q, x)  # noqa: E731
-            tangents[key] = lambda delta: jvp(f, (theta0,), (delta,))[1]
-            if steps >= 300:
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        _, tangents[key] = linearize_fn(f, theta0)
-                except Exception:  # a model that cannot be traced keeps the plain jvp
-                    pass
-        return tangents[key]
-
-    def fn(params, key):  # f or f_lin on the inputs named by key, (m, kout)
-        if not linearize:
-            return raw(params, inputs_by_key[key])
-        delta = {k: params[k] - theta0[k] for k in names}
-        return f_init[key] + tangent_fn(key)(delta)
-
-    def scaled(params, key):  # f_alpha
-        out = fn(params, key)
-        if center:
-            out = out - f_init[key]
-        return alpha * out
-
-    n_norm = float(y_tr.numel())
-    if linearize:  # the linearized model's gradient J0^T r, from one cached pullback at theta0
-        _, pullback = vjp(lambda q: raw(q, x_tr), theta0)
-
-    def gradient(params):
-        """dL/dtheta = J^T (f_alpha - y) / (N alpha) + lambda (theta - theta_c)."""
-        if linearize:
-            with torch.no_grad():
-                r = scaled(params, "train") - y_tr  # (n, kout)
-            (g,) = pullback(r / (n_norm * alpha))
-        else:
-            leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-            out = raw(leaves, x_tr)  # (n, kout)
-            with torch.no_grad():
-                r = alpha * (out - f_init["train"] if center else out) - y_tr
-            gs = torch.autograd.grad(out, [leaves[k] for k in names], grad_outputs=r / (n_norm * alpha))
-            g = dict(zip(names, gs))
-        if lam:
-            g = {k: g[k] + lam * (params[k] - center_params[k]) for k in names}
-        return g
-
-    rec = set(_as_step_list("record_steps", record_steps, steps, 101))
-    ntk_rec = set(_as_step_list("ntk_steps", [0, steps] if ntk_steps is None else ntk_steps, steps, 2))
-
-    def load(params):
-        with torch.no_grad():
-            for name, p in base.named_parameters():
-                if name in params:
-                    p.copy_(params[name])
-
-    ntk_cache = {}
-
-    def kernel_at(params):
-        if linearize:  # constant: the network's NTK at theta0
-            if "k" not in ntk_cache:
-                load(theta0)
-                ntk_cache["k"] = empirical_ntk(base, x_ntk, mode="trace")
-            return ntk_cache["k"]
-        load(params)
-        return empirical_ntk(base, x_ntk, mode="trace")
-
-    recs = {k: [] for k in ("steps", "train_loss", "test_loss", "fx_train", "fx_test", "fx_probe", "dw")}
-    ntk_list, ntk_at = [], []
-    params = {k: v.clone() for k, v in theta0.items()}
-
-    def record(step, params):
-        with torch.no_grad():
-            f_tr = scaled(params, "train")
-            recs["steps"].append(step)
-            recs["fx_train"].append(f_tr)
-            recs["train_loss"].append(((f_tr - y_tr) ** 2).sum() / (2 * n_norm))
-            if x_te is not None:
-                f_te = scaled(params, "test")
-                recs["fx_test"].append(f_te)
-                if y_te is not None:
-                    recs["test_loss"].append(((f_te - y_te) ** 2).sum() / (2 * y_te.numel()))
-            if x_pr is not None:
-                recs["fx_probe"].append(scaled(params, "probe"))
-            dw = torch.sqrt(sum(((params[k] - theta0[k]) ** 2).sum() for k in names))
-            recs["dw"].append(dw)
-
-    for step in progress_bar(range(steps + 1), total=steps + 1, desc="training", progress=progress):
-        if step in rec:
-            record(step, params)
-        if step in ntk_rec:
-            ntk_list.append(kernel_at(params).detach())
-            ntk_at.append(step)
-        if step == steps:
-            break
-        g = gradient(params)
-        with torch.no_grad():
-            params = {k: params[k] - eta * g[k] for k in names}
-
-    ntks = torch.stack(ntk_list)  # (C, m, m)
-    ntk0_norm = torch.linalg.matrix_norm(ntks[0])
-    ntk_change = torch.linalg.matrix_norm(ntks - ntks[0]) / ntk0_norm  # (C,)
-
-    def stack(key):
-        if not recs[key]:
-            return None
-        s = torch.stack(recs[key])
-        return s[..., 0] if (was_1d and s.ndim == 3) else s
-
-    load(params)
-    model_out = LinearizedModule(net) if linearize else net
-    final = copy.deepcopy(model_out)
-    with torch.no_grad():
-        if linearize:
-            full = dict(zip(final.names, final.params))
-            for name, p in full.items():
-                if name in params:
-                    p.copy_(params[name])
-        else:
-            for name, p in final.named_parameters():
-                if name in params:
-                    p.copy_(params[name])
-    dw = torch.stack(recs["dw"])
-    steps_t = torch.tensor(recs["steps"], device=mdev)
-    return TrainingHistory(
-        steps=steps_t, t=eta * steps_t.to(mdtype), train_loss=torch.stack(recs["train_loss"]),
-        test_loss=stack("test_loss"), fx_train=stack("fx_train"), fx_test=stack("fx_test"),
-        fx_probe=stack("fx_probe"), weight_change=dw, weight_change_rel=dw / theta0_norm,
-        ntk_steps=torch.tensor(ntk_at, device=mdev), ntks=ntks, ntk_change_rel=ntk_change,
-        params=params, model=model_out, final_model=final, learning_rate=eta, output_scale=alpha)
+        return getattr(training, name)
+    raise AttributeError(f"module 'ntklib.dynamics' has no attribute {name!r}")

@@ -22,14 +22,16 @@ Implementations (all exact, checked against each other in ``tests/library/test_e
   above the diagonal are computed and mirrored (the result is exactly symmetric).
 * ``"ntvp"``: NTK-vector products: for each basis output of ``x2`` a VJP then a JVP through
   ``f(x1)``; no Jacobian is stored, good when :math:`P` is large and :math:`n_2 k` small.
-* ``"structured"``: ntklib's own dense networks (``arch.module(...)`` of Dense layers and
-  elementwise activations). For a dense layer :math:`z = s_W W h + s_b b` with input
-  :math:`h` and backpropagated vectors :math:`\delta_a = \partial f_a/\partial z`,
+* ``"structured"``: models that expose their dense maps through ``model.ntk_parts(x)`` (ntklib's
+  dense networks ``arch.module(...)`` of Dense layers and elementwise activations, and shortcut
+  networks): a list of ``(s_W, s_b, h, delta)``, one per dense map :math:`z = s_W W h + s_b b`, with
+  its input :math:`h` (n, fan_in) and the backpropagated vectors :math:`\delta_a = \partial f_a/\partial z`
+  (n, k, fan_out). One contraction serves them all:
 
-  .. math::  \hat\Theta_{ab}(x,x') \mathrel{+}= \big(s_W^2\, h(x)\cdot h(x') + s_b^2\big)\ \delta_a(x)\cdot\delta_b(x'),
+  .. math::  \hat\Theta_{ab}(x,x') = \sum_{\text{maps}} \big(s_W^2\, h(x)\cdot h(x') + s_b^2\big)\ \delta_a(x)\cdot\delta_b(x'),
 
-  summed over layers: cost :math:`O(n_1 n_2 \sum_l n_l)` instead of :math:`O(n_1 n_2 P)`.
-* ``"auto"``: ``"structured"`` when it applies, else ``"jacobian"``.
+  cost :math:`O(n_1 n_2 \sum_l n_l)` instead of :math:`O(n_1 n_2 P)`.
+* ``"auto"``: ``"structured"`` when the model has parts, else ``"jacobian"``.
 """
 from __future__ import annotations
 
@@ -38,9 +40,10 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from .validation import as_inputs, check_choice, check_positive_int
-from .networks import ActivationModule, DenseModule, SerialModule
+from .networks import SerialModule
+from .parallel import map_blocks
 
-__all__ = ["empirical_ntk", "empirical_nngp"]
+__all__ = ["empirical_ntk", "empirical_nngp", "ntk_parts"]
 
 _MODES = ("full", "diagonal", "trace")
 _IMPLS = ("auto", "jacobian", "ntvp", "structured")
@@ -56,6 +59,9 @@ def _prepare(model, x1, x2):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     device, dtype = _model_device_dtype(model)
+    # integer data (e.g. pixel counts) are exact in any float dtype: they take the model's
+    x1, x2 = (x.to(dtype) if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.is_complex()) else x
+              for x in (x1, x2))
     x1, x2 = as_inputs(x1, x2, in_dim=getattr(model, "in_dim", None) if isinstance(model, SerialModule) else None)
     for name, x in (("x1", x1), ("x2", x2)):
         if x is None:
@@ -66,6 +72,12 @@ def _prepare(model, x1, x2):
         if x.dtype != dtype:
             raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; "
                             f"use {name}.to({dtype}) or model.to({dtype}).")
+    with torch.no_grad():
+        out = model(x1[:1])
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model must return one tensor of outputs (n, k) or (n,); model(x) returned a "
+                        f"{type(out).__name__}. Wrap it in a module whose forward returns the output you want "
+                        "the tangent kernel of.")
     return x1, x2
 
 
@@ -201,53 +213,48 @@ def _ntvp_ntk(model, x1, x2, mode, chunk):
     return _reduce(full, mode)
 
 
-def _structured_forward(model: SerialModule, x: torch.Tensor):
-    """Inputs of every dense layer and the backpropagated vectors delta (n, k, out) at its output."""
-    hs, dense, zs_before_act = [], [], {}
-    h = x
-    with torch.no_grad():
-        for idx, m in enumerate(model):
-            if isinstance(m, DenseModule):
-                hs.append(h)
-                dense.append(idx)
-            elif isinstance(m, ActivationModule):
-                zs_before_act[idx] = h
-            h = m(h)
-    n, k = h.shape
-    delta = torch.eye(k, dtype=h.dtype, device=h.device).expand(n, k, k)  # (n, k, k): d f_a / d out
-    deltas = {}
-    with torch.no_grad():
-        for idx in range(len(model) - 1, -1, -1):
-            m = model[idx]
-            if isinstance(m, DenseModule):
-                deltas[idx] = delta
-                delta = m.weight_scale * (delta @ m.weight)  # (n, k, in)
-            else:
-                delta = delta * m.derivative(zs_before_act[idx])[:, None, :]
-    return [(model[i], hs[j], deltas[i]) for j, i in enumerate(dense)]
+def ntk_parts(model: nn.Module, x: torch.Tensor):
+    """``model.ntk_parts(x)`` when the model exposes its dense maps (see the module docstring), else None."""
+    parts_fn = getattr(model, "ntk_parts", None)
+    return None if parts_fn is None else parts_fn(x)
+
+
+def _contract_parts(parts1, parts2, mode: str) -> torch.Tensor:
+    """sum over dense maps of (s_W^2 h1.h2 + s_b^2) (delta1 . delta2), in the requested mode."""
+    acc = 0
+    for (s_w, s_b, h1, d1), (_, _, h2, d2) in zip(parts1, parts2):
+        gram_h = (s_w ** 2) * (h1 @ h2.T) + s_b ** 2  # (n1, n2)
+        if mode == "full":
+            acc = acc + gram_h[:, :, None, None] * torch.einsum("iao,jbo->ijab", d1, d2)
+        elif mode == "diagonal":
+            acc = acc + gram_h[:, :, None] * torch.einsum("iao,jao->ija", d1, d2)
+        else:
+            acc = acc + gram_h * torch.einsum("iao,jao->ij", d1, d2) / d1.shape[1]
+    return acc
+
+
+def _parts_in_blocks(model, x, chunk: int):
+    """ntk_parts of ``x`` computed on blocks of ``chunk`` rows in parallel (:func:`ntklib.parallel.map_blocks`),
+    then joined: each part's h (n, fan_in) and delta (n, k, fan_out) concatenated over the blocks."""
+    blocks = map_blocks(lambda i: ntk_parts(model, x[i:i + chunk]), range(0, x.shape[0], chunk), device=x.device)
+    if len(blocks) == 1:
+        return blocks[0]
+    return [(s_w, s_b, torch.cat([b[j][2] for b in blocks]), torch.cat([b[j][3] for b in blocks]))
+            for j, (s_w, s_b, _, _) in enumerate(blocks[0])]
 
 
 def _structured_ntk(model, x1, x2, mode, chunk):
-    xb = x1 if x2 is None else x2
-    parts2 = _structured_forward(model, xb)
-    rows = []
-    for i in range(0, x1.shape[0], chunk):
+    """Row blocks of ``chunk`` inputs of x1 against all of x2, each block one task of a parallel map."""
+    parts2 = _parts_in_blocks(model, x1 if x2 is None else x2, chunk)
+
+    def rows(i):
         if x2 is None:  # the rows of x1 were just propagated: slice them instead of recomputing
-            parts1 = [(m, h[i:i + chunk], d[i:i + chunk]) for m, h, d in parts2]
+            parts1 = [(s_w, s_b, h[i:i + chunk], d[i:i + chunk]) for s_w, s_b, h, d in parts2]
         else:
-            parts1 = _structured_forward(model, x1[i:i + chunk])
-        acc = 0
-        for (m, h1, d1), (_, h2, d2) in zip(parts1, parts2):
-            gram_h = (m.weight_scale ** 2) * (h1 @ h2.T) + m.bias_scale ** 2  # (n1, n2)
-            if mode == "full":
-                gram_d = torch.einsum("iao,jbo->ijab", d1, d2)
-                acc = acc + gram_h[:, :, None, None] * gram_d
-            elif mode == "diagonal":
-                acc = acc + gram_h[:, :, None] * torch.einsum("iao,jao->ija", d1, d2)
-            else:
-                acc = acc + gram_h * torch.einsum("iao,jao->ij", d1, d2) / d1.shape[1]
-        rows.append(acc)
-    return torch.cat(rows, dim=0)
+            parts1 = ntk_parts(model, x1[i:i + chunk])
+        return _contract_parts(parts1, parts2, mode)
+
+    return torch.cat(map_blocks(rows, range(0, x1.shape[0], chunk), device=x1.device), dim=0)
 
 
 def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "trace", implementation: str = "auto",
@@ -265,10 +272,10 @@ def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "trace", impleme
     check_choice("implementation", implementation, _IMPLS)
     chunk = check_positive_int("chunk_size", chunk_size)
     x1, x2 = _prepare(model, x1, x2)
-    structured_ok = isinstance(model, SerialModule) and model.is_plain_mlp
+    structured_ok = bool(getattr(model, "has_ntk_parts", False))
     if implementation == "structured" and not structured_ok:
-        raise ValueError("implementation='structured' needs an ntklib dense network (arch.module(...) made of "
-                         "Dense layers and elementwise activations); use 'jacobian' or 'ntvp' for other models.")
+        raise ValueError("implementation='structured' needs a model that exposes its dense maps (model.ntk_parts: "
+                         "ntklib's dense and shortcut networks); use 'jacobian' or 'ntvp' for other models.")
     if implementation == "auto":
         implementation = "structured" if structured_ok else "jacobian"
     fn = {"jacobian": _jacobian_ntk, "ntvp": _ntvp_ntk, "structured": _structured_ntk}[implementation]

@@ -98,5 +98,40 @@ class SerialModule(nn.Sequential):
 
     @property
     def is_plain_mlp(self) -> bool:
-        """True when every block is a DenseModule or an ActivationModule (structured NTK applies)."""
+        """True when every block is a DenseModule or an ActivationModule."""
         return all(isinstance(m, (DenseModule, ActivationModule)) for m in self)
+
+    @property
+    def has_ntk_parts(self) -> bool:
+        """True when :meth:`ntk_parts` applies: a plain MLP, or a single module that has parts (a shortcut network)."""
+        return self.is_plain_mlp or (len(self) == 1 and bool(getattr(self[0], "has_ntk_parts", False)))
+
+    def ntk_parts(self, x: torch.Tensor) -> list[tuple[float, float, torch.Tensor, torch.Tensor]]:
+        r"""Per dense map :math:`z = s_W W h + s_b b`: ``(s_W, s_b, h (n, fan_in), delta (n, k, fan_out))``, with
+        :math:`\delta_a = \partial f_a/\partial z` backpropagated through the activations' derivatives; the empirical
+        NTK is :math:`\sum (s_W^2 h\cdot h' + s_b^2)\,\delta_a\cdot\delta_b'` (``ntklib.empirical``)."""
+        if not self.is_plain_mlp:
+            if self.has_ntk_parts:
+                return self[0].ntk_parts(x)
+            raise TypeError("ntk_parts needs an MLP of Dense layers and elementwise activations (or one shortcut "
+                            "network); use empirical_ntk(..., implementation='jacobian') for this model.")
+        inputs, pre_activations = {}, {}
+        h = x
+        with torch.no_grad():
+            for idx, m in enumerate(self):
+                if isinstance(m, DenseModule):
+                    inputs[idx] = h
+                else:
+                    pre_activations[idx] = h
+                h = m(h)
+            n, k = h.shape
+            delta = torch.eye(k, dtype=h.dtype, device=h.device).expand(n, k, k)  # (n, k, k): d f_a / d out
+            parts = []
+            for idx in range(len(self) - 1, -1, -1):
+                m = self[idx]
+                if isinstance(m, DenseModule):
+                    parts.append((m.weight_scale, m.bias_scale, inputs[idx], delta))
+                    delta = m.weight_scale * (delta @ m.weight)  # (n, k, in)
+                else:
+                    delta = delta * m.derivative(pre_activations[idx])[:, None, :]
+        return parts[::-1]

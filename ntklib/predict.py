@@ -36,10 +36,8 @@ from typing import Any, Callable
 
 import torch
 
-from .validation import as_inputs, check_choice
-from .dynamics import _as_times, _relative_expm1
-from .regression import (_as_kernel_matrix, _as_outputs, _as_targets, _pinv_tolerance, _regularizer,
-                         _symmetrize, _warn_singular, psd_solve)
+from .linalg import KernelEigen, add_diagonal_regularizer, psd_solve, regularizer
+from .validation import as_inputs, as_kernel_matrix, as_outputs, as_symmetric_kernel, as_targets, as_times, check_choice
 
 __all__ = ["Gaussian", "gradient_descent_mse", "gradient_descent_mse_ensemble"]
 
@@ -50,35 +48,20 @@ _Both = namedtuple("Gaussians", ["nngp", "ntk"])
 _GETS = ("nngp", "ntk")
 
 
-class _Eigen:
-    """Eigendecomposition of a regularized kernel and the time functions built on it."""
+class _Regularized:
+    """A kernel's eigendecomposition with its ridge: the eigenvalues of K + reg I are ``eigenvalues``."""
 
     def __init__(self, k: torch.Tensor, diag_reg: float, absolute: bool, name: str):
-        self.reg = _regularizer(k, diag_reg, absolute)
-        kr = k + self.reg * torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
-        evals, self.evecs = torch.linalg.eigh(kr)
-        self.evals = evals.clamp_min(0.0)  # (n,)  a PSD kernel: negative values are rounding
-        self.name = name
+        self.reg = regularizer(k, diag_reg, absolute)
+        self.eig = KernelEigen.of(k, name=name)
+        self.eigenvalues = self.eig.eigenvalues + self.reg  # (n,)
 
-    def gain(self, t: torch.Tensor, norm: float, factor: float = 1.0) -> torch.Tensor:
-        """(T, n): (1 - exp(-factor * lambda t / N)) / lambda, its limit t/N at lambda = 0, 1/lambda at t = inf."""
-        tf = t.reshape(-1, 1) * factor
-        finite = torch.isfinite(tf)
-        tf0 = torch.where(finite, tf, torch.zeros_like(tf))
-        g = (tf0 / norm) * _relative_expm1(self.evals * tf0 / norm)
-        if not bool(finite.all()):
-            tol = _pinv_tolerance(self.evals)
-            keep = self.evals > tol
-            if bool((~keep).any()):
-                _warn_singular(self.name, self.evals, tol, int((~keep).sum()), stacklevel=4)
-            inv = torch.where(keep, 1.0 / torch.where(keep, self.evals, torch.ones_like(self.evals)),
-                              torch.zeros_like(self.evals))
-            g = torch.where(finite, g, inv.expand_as(g))
-        return g
+    def gain(self, t: torch.Tensor, norm: float) -> torch.Tensor:
+        """(T, n): (1 - exp(-lambda t / N)) / lambda for the regularized eigenvalues (ntklib.linalg)."""
+        return self.eig.flow_gain(t, norm, shift=self.reg)
 
     def apply(self, diag: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-        """V diag(d_t) V^T rhs for each row d_t of ``diag`` (T, n); rhs (n, m) -> (T, n, m)."""
-        return self.evecs @ (diag[:, :, None] * (self.evecs.T @ rhs))
+        return self.eig.apply(diag, rhs)
 
 
 def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.0, diag_reg: float = 0.0,
@@ -100,8 +83,8 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.0, dia
     ``weight_decay = diag_reg_abs / N`` but the train formula differs (neural-tangents keeps the
     regularized kernel in front).
     """
-    k = _symmetrize("k_train_train", _as_kernel_matrix("k_train_train", k_train_train, square=True))
-    y, was_1d = _as_targets("y_train", y_train, k.shape[0], k)
+    k = as_symmetric_kernel("k_train_train", k_train_train)
+    y, was_1d = as_targets("y_train", y_train, k.shape[0], k)
     norm = float(y.numel())
     eta = float(learning_rate)
     if not eta > 0:
@@ -110,7 +93,7 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.0, dia
 
     def eig():
         if "e" not in cache:
-            cache["e"] = _Eigen(k, diag_reg, diag_reg_absolute_scale, "k_train_train")
+            cache["e"] = _Regularized(k, diag_reg, diag_reg_absolute_scale, "k_train_train")
         return cache["e"]
 
     def predict_fn(t=None, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
@@ -118,28 +101,27 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.0, dia
             raise ValueError("fx_train_0 and fx_test_0 are both None: nothing to predict.")
         if fx_test_0 is not None and k_test_train is None:
             raise ValueError("test predictions (fx_test_0 given) need k_test_train.")
-        f0 = None if fx_train_0 is None else _as_outputs("fx_train_0", fx_train_0, tuple(y.shape), k)
+        f0 = None if fx_train_0 is None else as_outputs("fx_train_0", fx_train_0, tuple(y.shape), k)
         kt = ft0 = None
         if fx_test_0 is not None:
-            kt = _as_kernel_matrix("k_test_train", k_test_train, like=k, shape=(None, k.shape[0]))
-            ft0 = _as_outputs("fx_test_0", fx_test_0, (kt.shape[0], y.shape[1]), k)
+            kt = as_kernel_matrix("k_test_train", k_test_train, like=k, shape=(None, k.shape[0]))
+            ft0 = as_outputs("fx_test_0", fx_test_0, (kt.shape[0], y.shape[1]), k)
         rhs = y - (0.0 if f0 is None else f0)  # (n, k)
         if t is None:
             out_tr = None if f0 is None else y.clone()
             out_te = None
             if kt is not None:
-                kr = k + _regularizer(k, diag_reg, diag_reg_absolute_scale) * torch.eye(k.shape[0], dtype=k.dtype,
-                                                                                          device=k.device)
+                kr = add_diagonal_regularizer(k, diag_reg, diag_reg_absolute_scale)
                 out_te = ft0 + kt @ psd_solve(kr, rhs, name="k_train_train")
             shape = ()
         else:
-            tt = _as_times("t", t, k) * eta
+            tt = as_times("t", t, k) * eta
             shape = tuple(tt.shape)
             e = eig()
             gain = e.gain(tt, norm)  # (T, n)
             out_tr = None
             if f0 is not None:
-                decay = 1.0 - e.evals * gain  # exp(-lambda t / N)
+                decay = 1.0 - e.eigenvalues * gain  # exp(-lambda t / N)
                 out_tr = y - e.apply(decay, rhs)  # (T, n, k)
                 out_tr = out_tr.reshape(shape + tuple(y.shape))
             out_te = None
@@ -192,28 +174,26 @@ def gradient_descent_mse_ensemble(arch, x_train, y_train, learning_rate: float =
     x_train, _ = as_inputs(x_train, None, names=("x_train", "x2"))
     k_probe = kernel_fn(x_train, None, "nngp")
     like = k_probe.nngp
-    y, was_1d = _as_targets("y_train", y_train, x_train.shape[0], like)
+    y, was_1d = as_targets("y_train", y_train, x_train.shape[0], like)
     norm = float(y.numel())
     eta = float(learning_rate)
     if not eta > 0:
         raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}.")
-    cache: dict[str, Any] = {"nngp": _symmetrize("nngp(x_train, x_train)", like)}
+    cache: dict[str, Any] = {"nngp": as_symmetric_kernel("nngp(x_train, x_train)", like)}
 
     def k_dd(g: str) -> torch.Tensor:
         if g not in cache:
-            cache[g] = _symmetrize(f"{g}(x_train, x_train)", getattr(kernel_fn(x_train, None, g), g))
+            cache[g] = as_symmetric_kernel(f"{g}(x_train, x_train)", getattr(kernel_fn(x_train, None, g), g))
         return cache[g]
 
-    def eig(g: str) -> _Eigen:
+    def eig(g: str) -> _Regularized:
         key = "eig_" + g
         if key not in cache:
-            cache[key] = _Eigen(k_dd(g), diag_reg, diag_reg_absolute_scale, f"{g}(x_train, x_train)")
+            cache[key] = _Regularized(k_dd(g), diag_reg, diag_reg_absolute_scale, f"{g}(x_train, x_train)")
         return cache[key]
 
     def regularized(g: str) -> torch.Tensor:
-        k = k_dd(g)
-        r = _regularizer(k, diag_reg, diag_reg_absolute_scale)
-        return k + r * torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
+        return add_diagonal_regularizer(k_dd(g), diag_reg, diag_reg_absolute_scale)
 
     def one(g: str, t, x_test, compute_cov):
         kdd_nngp = k_dd("nngp")
@@ -243,17 +223,17 @@ def gradient_descent_mse_ensemble(arch, x_train, y_train, learning_rate: float =
                     cov = term_1.T @ kdd_nngp @ term_1 - term_2 - term_2.T + ktt
             return _finish(mean, cov, (), was_1d)
 
-        tt = _as_times("t", t, like) * eta
+        tt = as_times("t", t, like) * eta
         shape = tuple(tt.shape)
         e = eig(g)
         gain = e.gain(tt, norm)  # (T, n)
         if x_test is None:
-            decay = 1.0 - e.evals * gain  # exp(-lambda t/N)   (T, n)
+            decay = 1.0 - e.eigenvalues * gain  # exp(-lambda t/N)   (T, n)
             mean = e.apply(1.0 - decay, y)  # (T, n, k)
             cov = None
             if compute_cov:
                 if g == "nngp":
-                    cov = e.apply(e.evals * decay ** 2, torch.eye(y.shape[0], dtype=y.dtype, device=y.device))
+                    cov = e.apply(e.eigenvalues * decay ** 2, torch.eye(y.shape[0], dtype=y.dtype, device=y.device))
                 else:
                     ex = e.apply(decay, torch.eye(y.shape[0], dtype=y.dtype, device=y.device))  # (T, n, n)
                     cov = ex @ kdd_nngp @ ex.transpose(-1, -2)
@@ -262,7 +242,7 @@ def gradient_descent_mse_ensemble(arch, x_train, y_train, learning_rate: float =
         cov = None
         if compute_cov:
             if g == "nngp":
-                gain2 = e.gain(tt, norm, factor=2.0)
+                gain2 = e.gain(2.0 * tt, norm)
                 cov = ktt - ktd_g @ e.apply(gain2, ktd_g.T)
             else:
                 term_1 = e.apply(gain, ktd_g.T)  # M_t Theta_{X*}   (T, n, m)

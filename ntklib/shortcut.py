@@ -1,7 +1,8 @@
 r"""Shortcut ("depth-induced") networks: a deep narrow stack read out every ``hbar`` layers.
 
-Our formalization of the "shortcut-related" network of Seed 000 (arXiv:2511.05585; derived in
-notebook 05). The seed's description is informal; every choice below is ours and is stated.
+Our formalization of the "shortcut-related" network of the depth-induced NTK paper (arXiv:2511.05585;
+derived in notebook 05 and docs/depth.md, part B). The paper's summary is informal; every choice below
+is ours and is stated.
 
 Architecture (NTK parameterization, the conventions of :mod:`ntklib.layers`). Input
 :math:`h^0 = x \in \mathbb R^{d}` (or whatever representation feeds the layer), hidden width
@@ -21,10 +22,9 @@ with ``b_std``). Readouts at the layers :math:`\kappa\hbar` with independent
     f(x) = \frac{1}{\sqrt M}\sum_{\kappa \in R} \frac{\sigma_J}{\sqrt{n_{\kappa\hbar}}}\, J_\kappa^\top h^{\kappa\hbar}(x),
     \qquad R = \{0, 1, \dots, K\}\ (\text{or } \{1, \dots, K\}), \quad M = |R|.
 
-``readout_input=True`` (default, the seed's :math:`\kappa = 0..K`) includes the readout of the
-input itself (a linear term). :math:`M = |R|` is our choice of the seed's unspecified
-normalizer :math:`M_z`: with independent readouts it keeps :math:`\mathrm{Var} f` an average of
-per-layer variances, :math:`O(1)` in :math:`K`.
+``readout_input=True`` (default, the paper's :math:`\kappa = 0..K`) includes the readout of the
+input itself (a linear term). :math:`M = |R|` is our choice of the paper's unspecified normalizer
+:math:`M_z`: it keeps :math:`\mathrm{Var} f` an average of per-layer variances, :math:`O(1)` in :math:`K`.
 
 "Stable-pertinent" constraint (``stable_eps``): at initialization, each hidden-to-hidden
 effective matrix :math:`A_l = \sigma_w W^l/\sqrt n` (:math:`l \ge 2`) is rescaled,
@@ -34,11 +34,11 @@ effective matrix :math:`A_l = \sigma_w W^l/\sqrt n` (:math:`l \ge 2`) is rescale
 layer map :math:`h^{l-1} \mapsto h^l` is an :math:`\varepsilon`-contraction, which is what makes
 layers far apart weakly dependent. The first layer (:math:`n \times d`) is not part of the
 recurrence and is left alone. :math:`s_l` is a constant of the network (not trained).
-The seed does not say which norm or constant; these are our choices.
+The paper does not say which norm or constant; these are our choices.
 
 Infinite-width kernels (``kernel_fn``), derived in docs/depth.md. Because the readouts are
 independent, the cross terms :math:`\kappa \ne \kappa'` vanish as :math:`n \to \infty`
-(checked numerically by :func:`readout_ntk_blocks` in ``tests/library/test_shortcut.py``) and
+(:func:`readout_ntk_blocks`; tested) and
 
 .. math::
     \Sigma_f = \frac{1}{M}\sum_{\kappa\in R} \sigma_J^2\, \Sigma_h^{(\kappa\hbar)}, \qquad
@@ -52,8 +52,10 @@ injection. With ``stable_eps`` the kernel uses the :math:`n \to \infty` value of
 for :math:`l \ge 2`. The NNGP part is exact in expectation at any width for the readout average
 (independent :math:`J_\kappa`); the limit of the hidden kernels is the usual one.
 
-This infinite-*width* limit is a sum of per-depth kernels. The seed's claims are about depth
-:math:`K \to \infty` at fixed narrow width; :mod:`ntklib.depth` measures that regime.
+This infinite-*width* limit is a sum of per-depth kernels (:meth:`Shortcut.readout_kernels` gives each).
+The paper's claims are about depth :math:`K \to \infty` at fixed narrow width, which Monte Carlo over
+many finite networks measures: :class:`ShortcutEnsemble` holds thousands of them as batched tensors
+(:mod:`ntklib.experiments.depth_induced` has the sweeps).
 """
 from __future__ import annotations
 
@@ -63,13 +65,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .validation import check_nonneg, check_positive_int
+from .validation import as_inputs, check_nonneg, check_positive_int
 from .activations import ABRelu, Activation, Erf, Identity, Relu, Sin
 from .kernel import Kernel
 from .layers import Dense, Layer
 from .networks import DenseModule, SerialModule
 
-__all__ = ["Shortcut", "ShortcutModule", "ReadoutsView", "lipschitz_constant", "readout_ntk_blocks",
+__all__ = ["Shortcut", "ShortcutModule", "ShortcutEnsemble", "ReadoutsView", "lipschitz_constant", "readout_ntk_blocks",
            "shortcut_module"]
 
 
@@ -163,8 +165,11 @@ class ShortcutModule(nn.Module):
     def forward(self, h0: torch.Tensor) -> torch.Tensor:
         return self.readouts(h0).sum(1)  # (n, out_dim)
 
-    def _grad_parts(self, h0: torch.Tensor):
-        """[(s_W, s_b, input (n, in), delta (n, k, out))] for every dense map, delta = d f / d(its output)."""
+    has_ntk_parts = True
+
+    def ntk_parts(self, h0: torch.Tensor):
+        """[(s_W, s_b, input (n, in), delta (n, k, out))] for every dense map, delta = d f / d(its output):
+        the parts of the structured empirical NTK (:mod:`ntklib.empirical`)."""
         k = self.spec.out_dim
         with torch.enable_grad():
             h0 = h0.detach()
@@ -194,24 +199,191 @@ class ShortcutModule(nn.Module):
         return parts
 
     def structured_ntk(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
-        r"""Empirical NTK (mean over outputs, like ``empirical_ntk(mode="trace")``), (n1, n2).
+        r"""Empirical NTK (mean over outputs), (n1, n2): ``empirical_ntk(self, x1, x2, implementation="structured")``.
 
         Sum over dense maps (hidden :math:`W^l`, injection :math:`V^l`, readouts :math:`J_\kappa`) of
-        :math:`(s_W^2\, h(x)\cdot h(x') + s_b^2)\, \delta_a(x)\cdot\delta_a(x')` with :math:`\delta_a` the
-        gradient of :math:`f_a` with respect to that map's output: cost :math:`O(n_1 n_2 L n)` instead of
-        the Jacobian's :math:`O(n_1 n_2 L n^2)`. Checked against the Jacobian path in tests/library/test_shortcut.py.
+        :math:`(s_W^2\, h(x)\cdot h(x') + s_b^2)\, \delta_a(x)\cdot\delta_a(x')`: cost :math:`O(n_1 n_2 L n)`
+        instead of the Jacobian's :math:`O(n_1 n_2 L n^2)`.
         """
-        parts1 = self._grad_parts(x1)
-        parts2 = parts1 if x2 is None else self._grad_parts(x2)
-        k = self.spec.out_dim
-        acc = 0
-        for (sw, sb, h1, d1), (_, _, h2, d2) in zip(parts1, parts2):
-            gram_h = sw ** 2 * (h1 @ h2.T) + sb ** 2  # (n1, n2)
-            acc = acc + gram_h * torch.einsum("iao,jao->ij", d1, d2) / k
-        return acc
+        from .empirical import empirical_ntk
+
+        return empirical_ntk(self, x1, x2, implementation="structured")
 
     def extra_repr(self) -> str:
         return repr(self.spec)
+
+
+class ShortcutEnsemble:
+    r"""``n_nets`` independent initializations of one :class:`Shortcut` network, held as batched tensors.
+
+    Parameters :math:`\mathcal N(0, 1)` from ``torch.Generator().manual_seed(seed)`` (float64, then cast and
+    moved) and the factors :math:`s_l` of :class:`ShortcutModule`: the distribution of ``spec.module(...)``,
+    but one batched product per layer for all networks (Monte Carlo over thousands of narrow deep networks
+    in seconds). :meth:`member` is network ``s`` as a finite module with the same parameters (the tests
+    compare every method with it). ``weight[l-1]`` (S, n, n_{l-1}), ``bias[l-1]`` (S, n), ``inject[l-1]``
+    (S, n, d) for hidden layer l (None where absent), ``readout[m]`` (S, out_dim, n_m), ``rescale`` (S, L).
+    """
+
+    def __init__(self, spec: "Shortcut", in_dim: int, n_nets: int, *, seed: int = 0,
+                 dtype: torch.dtype = torch.float64, device=None):
+        if not isinstance(spec, Shortcut):
+            raise TypeError(f"spec must be a Shortcut layer; got {type(spec).__name__}.")
+        self.spec = spec
+        self.in_dim = check_positive_int("in_dim", in_dim)
+        self.n_nets = S = check_positive_int("n_nets", n_nets)
+        self.dtype = dtype
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        g = torch.Generator().manual_seed(int(seed))
+
+        draw = lambda *shape: torch.randn(S, *shape, generator=g, dtype=torch.float64)  # noqa: E731
+        put = lambda t: None if t is None else t.to(dtype=self.dtype, device=self.device)  # noqa: E731
+        n = spec.width
+        self.weight, self.bias, self.inject = [], [], []
+        rescale = torch.ones(S, spec.depth, dtype=torch.float64)
+        for l in range(1, spec.depth + 1):
+            fan_in = in_dim if l == 1 else n
+            W = draw(n, fan_in)  # (S, n, fan_in)
+            if spec.stable_eps is not None and l >= 2 and spec.W_std > 0:
+                norm = torch.linalg.matrix_norm(W, ord=2) * spec.W_std / math.sqrt(fan_in)  # (S,)
+                active = spec.lipschitz * norm > spec.stable_eps
+                rescale[:, l - 1] = torch.where(active, spec.stable_eps / (spec.lipschitz * norm), 1.0)
+            self.weight.append(put(W))
+            self.bias.append(put(None if spec.b_std is None else draw(n)))
+            self.inject.append(put(draw(n, in_dim) if spec.inject_std is not None and l >= 2 else None))
+        self.readout = [put(draw(spec.out_dim, in_dim if l == 0 else n)) for l in spec.readout_layers]
+        self.rescale = put(rescale)
+
+    def _weight_scale(self, l: int) -> torch.Tensor:
+        """(S,): s_l W_std / sqrt(fan_in) of hidden layer l."""
+        fan_in = self.in_dim if l == 1 else self.spec.width
+        return self.spec.W_std * self.rescale[:, l - 1] / math.sqrt(fan_in)
+
+    def _inputs(self, x1, x2=None):
+        """(x1, x2 or None, both rows stacked) on the ensemble's device and dtype."""
+        x1, x2 = as_inputs(x1, x2, dtype=self.dtype)
+        if x1.shape[1] != self.in_dim:
+            raise ValueError(f"x must have shape (n, {self.in_dim}); got {tuple(x1.shape)}.")
+        x1, x2 = x1.to(self.device), None if x2 is None else x2.to(self.device)
+        return x1, x2, (x1 if x2 is None else torch.cat([x1, x2]))
+
+    def _propagate(self, x: torch.Tensor, track: bool = False):
+        """[h^0 (N, d), h^1, ..., h^L (S, N, n)] and, with ``track``, the pre-activations u^l as a graph."""
+        spec = self.spec
+        hs, us, h = [x], [], x
+        for l in range(1, spec.depth + 1):
+            u = self._weight_scale(l)[:, None, None] * (h @ self.weight[l - 1].mT)  # (S, N, n)
+            if self.bias[l - 1] is not None:
+                u = u + spec.b_std * self.bias[l - 1][:, None, :]
+            if self.inject[l - 1] is not None:
+                u = u + (spec.inject_std / math.sqrt(self.in_dim)) * (x @ self.inject[l - 1].mT)
+            if track:
+                u = u.requires_grad_(True) if l == 1 else u
+                us.append(u)
+            h = spec.activation.fn(u)
+            hs.append(h)
+        return hs, us
+
+    def _terms(self, hs) -> list[torch.Tensor]:
+        """The readout terms sigma_J J_m . h / sqrt(n_m), each (S, N, out_dim), without the 1/sqrt(M)."""
+        return [(self.spec.readout_std / math.sqrt(hs[l].shape[-1])) * (hs[l] @ J.mT)
+                for J, l in zip(self.readout, self.spec.readout_layers)]
+
+    def hidden_states(self, x) -> list[torch.Tensor]:
+        """[h^0, h^1, ..., h^L]: the input (N, d), then (S, N, width) per hidden layer."""
+        with torch.no_grad():
+            return self._propagate(self._inputs(x)[0])[0]
+
+    def readouts(self, x) -> torch.Tensor:
+        """The terms of f, each divided by sqrt(M): (S, N, M, out_dim)."""
+        with torch.no_grad():
+            terms = self._terms(self._propagate(self._inputs(x)[0])[0])
+        return torch.stack(torch.broadcast_tensors(*terms), 2) / math.sqrt(self.spec.n_readouts)
+
+    def __call__(self, x) -> torch.Tensor:
+        """f(x) of every network: (S, N, out_dim)."""
+        return self.readouts(x).sum(2)
+
+    def conditional_nngp(self, x1, x2=None) -> torch.Tensor:
+        r"""E[f(x1) f(x2) | hidden layers] per network (mean over outputs), (S, N1, N2).
+
+        :math:`\frac{\sigma_J^2}{M}\sum_\kappa h^{\kappa\hbar}(x_1)\cdot h^{\kappa\hbar}(x_2)/n_{\kappa\hbar}`: the readouts
+        are Gaussian given the hidden layers, so f is a Gaussian scale mixture with this covariance; its mean over
+        networks is the NNGP at this width.
+        """
+        x1, x2, xs = self._inputs(x1, x2)
+        n1 = x1.shape[0]
+        with torch.no_grad():
+            hs = self._propagate(xs)[0]
+        cols = slice(0, n1) if x2 is None else slice(n1, None)
+        acc = sum(hs[l][..., :n1, :] @ hs[l][..., cols, :].mT / hs[l].shape[-1] for l in self.spec.readout_layers)
+        return (self.spec.readout_std ** 2 / self.spec.n_readouts) * acc.expand(self.n_nets, -1, -1)  # (S, N1, N2)
+
+    def ntk(self, x1, x2=None) -> torch.Tensor:
+        r"""The empirical NTK of every network (mean over outputs), (S, N1, N2).
+
+        :math:`\sum_l (s_l^2\sigma_w^2 h^{l-1}\cdot h'^{l-1}/n_{l-1} + \sigma_b^2 + \sigma_v^2 x\cdot x'/d)\,
+        \delta^l\cdot\delta'^l + \frac{\sigma_J^2}{M}\sum_\kappa h^{\kappa\hbar}\cdot h'^{\kappa\hbar}/n_{\kappa\hbar}`,
+        :math:`\delta^l = \partial f/\partial u^l` (the structured formula of :mod:`ntklib.empirical`, batched).
+        """
+        return self._ntk(x1, x2, per_readout=False)[..., 0]
+
+    def readout_ntk_blocks(self, x1, x2=None, *, diagonal: bool = False) -> torch.Tensor:
+        r"""Per-readout blocks :math:`C_{\kappa\kappa'}(x, x')` of every network, (S, N1, N2, M, M) (as
+        :func:`readout_ntk_blocks`); ``diagonal=True``: only :math:`C_{\kappa\kappa}`, (S, N1, N2, M), much cheaper.
+        ``M * C_kk`` is the NTK of readout k alone; the blocks sum to :meth:`ntk`."""
+        return self._ntk(x1, x2, per_readout=True, diagonal=diagonal)
+
+    def _ntk(self, x1, x2, per_readout: bool, diagonal: bool = False) -> torch.Tensor:
+        spec, S, M, k = self.spec, self.n_nets, self.spec.n_readouts, self.spec.out_dim
+        x1, x2, xs = self._inputs(x1, x2)
+        n1 = x1.shape[0]
+        rows, cols = slice(0, n1), slice(0, n1) if x2 is None else slice(n1, None)
+        with torch.enable_grad():
+            hs, us = self._propagate(xs, track=True)
+            targets = self._terms(hs) if per_readout else [sum(self._terms(hs))]
+            # deltas[t][a][l] = d target_t[..., a] / d u^l, (S, N, n), or None where target_t does not depend on u^l
+            deltas = [[torch.autograd.grad(target[..., a].sum(), us, retain_graph=True, allow_unused=True)
+                       if target.requires_grad else [None] * len(us) for a in range(k)] for target in targets]
+        hs = [h.detach() for h in hs]
+        T, pairs = len(targets), per_readout and not diagonal
+        out = xs.new_zeros((S, n1, xs.shape[0] - n1 if x2 is not None else n1) + ((T, T) if pairs else (T,)))
+        xx = x1 @ xs[cols].T  # (N1, N2)
+        for l in range(1, spec.depth + 1):  # one Gram matrix at a time: s_W^2 h.h' + s_b^2 (+ s_V^2 x.x'), (S, N1, N2)
+            h = hs[l - 1]
+            gram = self._weight_scale(l)[:, None, None] ** 2 * (h[..., rows, :] @ h[..., cols, :].mT)
+            if self.bias[l - 1] is not None:
+                gram = gram + spec.b_std ** 2
+            if self.inject[l - 1] is not None:
+                gram = gram + (spec.inject_std ** 2 / self.in_dim) * xx
+            for t1, t2 in ([(t1, t2) for t1 in range(T) for t2 in range(T)] if pairs else [(t, t) for t in range(T)]):
+                for a in range(k):
+                    g1, g2 = deltas[t1][a][l - 1], deltas[t2][a][l - 1]
+                    if g1 is not None and g2 is not None:
+                        out[(..., t1, t2) if pairs else (..., t1)] += gram * (g1[..., rows, :] @ g2[..., cols, :].mT) / k
+        for m, l in enumerate(spec.readout_layers):
+            h = hs[l]
+            g = (spec.readout_std ** 2 / h.shape[-1]) * (h[..., rows, :] @ h[..., cols, :].mT)  # (S, N1, N2) or (N1, N2)
+            t = m if per_readout else 0
+            out[(..., t, t) if pairs else (..., t)] += g
+        return out / M
+
+    def member(self, s: int) -> nn.Module:
+        """Network ``s`` as a finite module (``spec.module``'s kind) with the same parameters and factors s_l."""
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < self.n_nets:
+            raise ValueError(f"s must be an integer in [0, {self.n_nets}); got {s!r}.")
+        spec, net = self.spec, ShortcutModule(self.spec, self.in_dim, torch.Generator().manual_seed(0), self.dtype)
+        with torch.no_grad():
+            for l, dense in enumerate(net.hidden, start=1):
+                dense.weight.copy_(self.weight[l - 1][s])
+                dense.W_std = spec.W_std * float(self.rescale[s, l - 1])
+                if dense.bias is not None:
+                    dense.bias.copy_(self.bias[l - 1][s])
+                if str(l) in net.inject:
+                    net.inject[str(l)].weight.copy_(self.inject[l - 1][s])
+            for r, J in zip(net.readout, self.readout):
+                r.weight.copy_(J[s])
+        net.rescale = tuple(float(v) for v in self.rescale[s])
+        return SerialModule(net, arch=spec, in_dim=self.in_dim).to(self.device)
 
 
 class ReadoutsView(nn.Module):
@@ -224,7 +396,9 @@ class ReadoutsView(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
-        self.shortcut = _find_shortcut(net)
+        # not registered a second time as a submodule: torch.func.functional_call swaps parameters by name,
+        # and a module reachable under two names came back holding functorch's temporary tensors
+        self.__dict__["shortcut"] = _find_shortcut(net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -278,7 +452,7 @@ class Shortcut(Layer):
       b_std: :math:`\sigma_b` of the hidden layers, or None (default) for no bias.
       readout_std: :math:`\sigma_J` of every readout.
       out_dim: number of outputs (independent readouts per output).
-      readout_input: include the readout :math:`\kappa = 0` of the input (the seed's :math:`\kappa = 0..K`).
+      readout_input: include the readout :math:`\kappa = 0` of the input (the paper's :math:`\kappa = 0..K`).
       inject_std: :math:`\sigma_v` of the input injection :math:`V^l x` at layers 2..L, or None (default): none.
       stable_eps: :math:`\varepsilon \in (0, 1)` of the stable-pertinent constraint, or None (default): off.
       lipschitz: :math:`C_\phi`; default :func:`lipschitz_constant` of ``activation``.
@@ -357,19 +531,11 @@ class Shortcut(Layer):
                 f"W_std={self.W_std:.6g}, readout_std={self.readout_std}{extra})")
 
     # -- the two views ---------------------------------------------------------------------
-    def kernel_fn(self, k: Kernel) -> Kernel:
+    def _readout_kernels(self, k: Kernel):
+        """(layer, kernel record) of every readout term without its 1/sqrt(M), in the order of ``readout_layers``."""
         readout = Dense(self.out_dim, W_std=self.readout_std, b_std=None)
-        readout_set = set(self.readout_layers)
-        acc: dict[str, torch.Tensor | None] = {}
-
-        def add(h: Kernel):
-            r = readout.kernel_fn(h)
-            for name in ("nngp", "ntk", "var1", "var2"):
-                val = getattr(r, name)
-                acc[name] = val if name not in acc else (None if val is None else acc[name] + val)
-
-        if 0 in readout_set:
-            add(k)
+        if self.readout_input:
+            yield 0, readout.kernel_fn(k)
         v2 = 0.0 if self.inject_std is None else self.inject_std ** 2
         h = k
         for l in range(1, self.depth + 1):
@@ -380,13 +546,54 @@ class Shortcut(Layer):
                 ntk = None if pre.ntk is None else pre.ntk + v2 * (k.nngp + k.ntk)
                 pre = pre.replace(nngp=pre.nngp + v2 * k.nngp, ntk=ntk, var1=var1, var2=var2)
             h = self.activation.kernel_fn(pre)
-            if l in readout_set:
-                add(h)
+            if l % self.hbar == 0:
+                yield l, readout.kernel_fn(h)
+
+    def kernel_fn(self, k: Kernel) -> Kernel:
+        acc: dict[str, torch.Tensor | None] = {}
+        for _, r in self._readout_kernels(k):
+            for name in ("nngp", "ntk", "var1", "var2"):
+                val = getattr(r, name)
+                acc[name] = val if name not in acc else (None if val is None else acc[name] + val)
         M = float(self.n_readouts)
         var1 = acc["var1"] / M
         var2 = var1 if k.var2 is k.var1 else acc["var2"] / M
         ntk = None if acc["ntk"] is None else acc["ntk"] / M
         return k.replace(nngp=acc["nngp"] / M, ntk=ntk, var1=var1, var2=var2, width=self.out_dim, is_input=False)
+
+    def readout_kernels(self, x1, x2=None, *, get=("nngp", "ntk"), keep=None, dtype: torch.dtype = torch.float64) -> dict:
+        r"""The infinite-width kernel of each readout, from one pass of the recursion.
+
+        For each read-out layer :math:`\kappa\hbar` in ``keep`` (default: all of ``readout_layers``), (D, n1, n2)
+        tensors ``nngp``/``ntk``: :math:`\sigma_J^2\Sigma_h^{(\kappa\hbar)}` and
+        :math:`\sigma_J^2(\Sigma_h^{(\kappa\hbar)} + \Theta_h^{(\kappa\hbar)})`, the kernels of the plain network of
+        depth :math:`\kappa\hbar` (``serial((Dense, activation) * kappa hbar, Dense(out_dim, readout_std))``; the
+        input readout :math:`\sigma_J^2 x\cdot x'/d` for :math:`\kappa = 0`), and ``nngp_mean``/``ntk_mean``: their mean
+        over the readouts up to that layer, the kernel of this network with :math:`K = \kappa` (NTK(d) at every
+        depth at once; the last is ``.kernel(x1, x2)``). Also ``depths`` (D,). Memory: only the kept layers.
+        """
+        get = (get,) if isinstance(get, str) else tuple(get)
+        keep = set(self.readout_layers) if keep is None else {int(l) for l in keep}
+        if not keep <= set(self.readout_layers):
+            raise ValueError(f"keep must be read-out layers {self.readout_layers}; got {sorted(keep)}.")
+        x1, x2 = as_inputs(x1, x2, dtype=dtype)
+        out = {name: [] for name in get + tuple(f"{g}_mean" for g in get)}
+        acc = {}
+        for m, (l, r) in enumerate(self._readout_kernels(Kernel.from_inputs(x1, x2, compute_ntk="ntk" in get)), 1):
+            for name in get:
+                acc[name] = getattr(r, name) + acc[name] if name in acc else getattr(r, name)
+                if l in keep:
+                    out[name].append(getattr(r, name))
+                    out[f"{name}_mean"].append(acc[name] / m)
+        out = {name: torch.stack(v) for name, v in out.items()}
+        out["depths"] = torch.tensor(sorted(keep), dtype=torch.int64)
+        return out
+
+    def ensemble(self, in_dim: int, n_nets: int, *, seed: int = 0, dtype: torch.dtype = torch.float64,
+                 device=None) -> "ShortcutEnsemble":
+        """``n_nets`` independent finite networks held as batched tensors (:class:`ShortcutEnsemble`; float64 by
+        default, like :func:`ntklib.monte_carlo_kernel`, so that rounding stays far below the Monte Carlo error)."""
+        return ShortcutEnsemble(self, in_dim, n_nets, seed=seed, dtype=dtype, device=device)
 
     def build(self, in_dim, generator, dtype):
         return [ShortcutModule(self, in_dim, generator, dtype)], self.out_dim

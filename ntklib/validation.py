@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_inputs", "check_nonneg", "check_positive_int", "check_choice", "default_device"]
+__all__ = ["default_device", "check_positive_int", "check_nonneg", "check_choice", "as_tensor", "as_inputs",
+           "as_kernel_matrix", "as_symmetric_kernel", "as_targets", "as_outputs", "as_times"]
 
 
 def default_device() -> torch.device:
@@ -39,25 +40,44 @@ def check_choice(name: str, value: Any, choices) -> Any:
     return value
 
 
-def _to_tensor(name: str, x: Any, dtype: torch.dtype | None) -> torch.Tensor:
+def as_tensor(name: str, x: Any, *, like: torch.Tensor | None = None, dtype: torch.dtype | None = None,
+              integer_dtype: torch.dtype = torch.float64, keep_array_dtype: bool = False,
+              finite: bool = True, what: str = "an array of numbers") -> torch.Tensor:
+    """``x`` as a real floating tensor, or an error naming ``name``.
+
+    Tensors keep their device; numpy arrays, lists and numbers go to ``like``'s device (else
+    :func:`default_device`). The dtype is ``dtype`` if given, else ``like``'s, else: a tensor keeps its
+    floating dtype, an array becomes float64 (or keeps its floating dtype with ``keep_array_dtype``),
+    and integers and bools become ``integer_dtype``. Complex values, non-numeric arrays and (with
+    ``finite``) NaN or infinite entries are rejected; ``what`` describes the expected value in errors.
+    """
     if isinstance(x, torch.Tensor):
         t = x
-    elif isinstance(x, (np.ndarray, list, tuple)):
+    elif isinstance(x, (np.ndarray, list, tuple, float, int, np.number, np.bool_)):
         try:
             arr = np.asarray(x)
         except Exception as err:  # ragged lists and the like
-            raise TypeError(f"{name} must be a 2-D array of numbers (n, d); could not convert it: {err}") from None
+            raise TypeError(f"{name} must be {what}; could not convert it: {err}") from None
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"{name} must hold numbers; got an array of dtype {arr.dtype}.")
-        t = torch.as_tensor(arr, device=default_device())
+            raise TypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}.")
+        t = torch.as_tensor(arr, device=like.device if like is not None else default_device())
+        if t.is_floating_point() and not keep_array_dtype:
+            t = t.to(torch.float64)
     else:
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array of shape (n, d); got {type(x).__name__}.")
+        raise TypeError(f"{name} must be a torch.Tensor or a numpy array; got {type(x).__name__}.")
     if t.is_complex():
         raise TypeError(f"{name} must be real; got complex dtype {t.dtype}.")
-    if dtype is not None:
-        t = t.to(dtype)
+    if like is not None and t.device != like.device:
+        raise ValueError(f"{name} is on {t.device} but the kernel is on {like.device}; move one of them.")
+    target = dtype if dtype is not None else (like.dtype if like is not None else None)
+    if target is not None:
+        t = t.to(target)
     elif not t.is_floating_point():
-        t = t.to(torch.get_default_dtype())
+        t = t.to(integer_dtype)
+    if finite:
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            raise ValueError(f"{name} must be finite; it has {int(bad.sum())} NaN or infinite entries.")
     return t
 
 
@@ -81,7 +101,10 @@ def as_inputs(x1: Any, x2: Any = None, *, dtype: torch.dtype | None = None,
         if x is None:
             out.append(None)
             continue
-        t = _to_tensor(name, x, dtype)
+        if not isinstance(x, (torch.Tensor, np.ndarray, list, tuple)):
+            raise TypeError(f"{name} must be a torch.Tensor or numpy array of shape (n, d); got {type(x).__name__}.")
+        t = as_tensor(name, x, dtype=dtype, integer_dtype=torch.get_default_dtype(), keep_array_dtype=True,
+                      finite=False, what="a 2-D array of numbers (n, d)")
         if t.ndim != 2:
             hint = " For a single input use x[None, :]." if t.ndim == 1 else ""
             raise ValueError(f"{name} must be 2-D with shape (n, d); got shape {tuple(t.shape)}.{hint}")
@@ -101,3 +124,86 @@ def as_inputs(x1: Any, x2: Any = None, *, dtype: torch.dtype | None = None,
         if out[0].device != out[1].device:
             raise ValueError(f"{n1} and {n2} must be on the same device; got {out[0].device} and {out[1].device}.")
     return out[0], out[1]
+
+
+# -- kernel matrices, targets, outputs and times (regression, dynamics, predict, spectral) ----------
+def as_kernel_matrix(name: str, k: Any, *, square: bool = False, like: torch.Tensor | None = None,
+                     shape: tuple | None = None) -> torch.Tensor:
+    """A finite 2-D kernel matrix (``square`` (n, n) if asked; ``shape`` with None for any size)."""
+    if hasattr(k, "ntk") and hasattr(k, "nngp") and not isinstance(k, torch.Tensor):
+        raise TypeError(f"{name} must be a kernel matrix (a tensor), not a Kernel record; "
+                        f"pass {name}.ntk or {name}.nngp.")
+    t = as_tensor(name, k, like=like)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D kernel matrix; got shape {tuple(t.shape)}.")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must have at least one row and one column; got shape {tuple(t.shape)}.")
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} has dtype {t.dtype}; kernel solves need float32 or float64 (float64 recommended: "
+                        f"kernel matrices are often badly conditioned). Pass {name}.double().")
+    if square and t.shape[0] != t.shape[1]:
+        raise ValueError(f"{name} must be square (n, n); got shape {tuple(t.shape)}.")
+    if shape is not None:
+        for axis, want in enumerate(shape):
+            if want is not None and t.shape[axis] != want:
+                raise ValueError(f"{name} must have shape {tuple('?' if s is None else s for s in shape)}; "
+                                 f"got {tuple(t.shape)}.")
+    return t
+
+
+def as_symmetric_kernel(name: str, k: Any) -> torch.Tensor:
+    """A square kernel matrix, checked symmetric up to rounding and returned as (K + K^T)/2."""
+    k = as_kernel_matrix(name, k, square=True)
+    scale = float(k.abs().max()) if k.numel() else 0.0
+    asym = float((k - k.T).abs().max()) if k.numel() else 0.0
+    tol = 1e3 * torch.finfo(k.dtype).eps * max(scale, 1e-300) * max(1, k.shape[0]) ** 0.5
+    if asym > max(tol, 1e-6 * scale):
+        raise ValueError(f"{name} must be a symmetric kernel matrix; max |K - K^T| = {asym:.3g} "
+                         f"(max |K| = {scale:.3g}).")
+    return 0.5 * (k + k.T)
+
+
+def as_targets(name: str, y: Any, n: int, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``y`` as (n, k) in ``like``'s dtype and device, and whether it was 1-D."""
+    t = as_tensor(name, y, like=like)
+    if t.ndim == 1:
+        t, was_1d = t[:, None], True
+    elif t.ndim == 2:
+        was_1d = False
+    else:
+        raise ValueError(f"{name} must have shape (n,) or (n, k); got {tuple(t.shape)}.")
+    if t.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows (one per training point of the kernel); "
+                         f"got shape {tuple(t.shape)}.")
+    return t, was_1d
+
+
+def as_outputs(name: str, f: Any, shape: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """Initial outputs broadcast to ``shape`` (n, k): a scalar, (n,), (n, 1) or (n, k)."""
+    t = as_tensor(name, f, like=like)
+    if t.ndim == 1 and t.shape[0] == shape[0]:
+        t = t[:, None]
+    try:
+        return torch.broadcast_to(t, shape)
+    except RuntimeError:
+        raise ValueError(f"{name} must broadcast to the outputs' shape {shape}; got shape {tuple(t.shape)}.") \
+            from None
+
+
+def as_times(name: str, t: Any, like: torch.Tensor, *, integer: bool = False) -> torch.Tensor:
+    """Times (or, with ``integer``, numbers of steps) >= 0: a scalar or 1-D, in ``like``'s dtype and device."""
+    if isinstance(t, torch.Tensor):
+        tt = t.detach().to(device=like.device, dtype=like.dtype)
+    else:
+        try:
+            tt = torch.as_tensor(np.asarray(t, dtype=np.float64), dtype=like.dtype, device=like.device)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number or a 1-D sequence of numbers; got {t!r}.") from None
+    if tt.ndim > 1:
+        raise ValueError(f"{name} must be a scalar or 1-D; got shape {tuple(tt.shape)}.")
+    if bool(torch.isnan(tt).any()) or bool((tt < 0).any()):
+        raise ValueError(f"{name} must be >= 0 (and not NaN); got {t!r}.")
+    if integer:
+        if bool(torch.isinf(tt).any()) or bool((tt != tt.round()).any()):
+            raise ValueError(f"{name} must be non-negative integers (numbers of steps); got {t!r}.")
+    return tt

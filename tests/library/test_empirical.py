@@ -228,3 +228,20 @@ def test_ntvp_with_many_outputs_and_tiny_chunks_matches_jacobian():
     for chunk in (1, 5, 64):
         got = nk.empirical_ntk(net, x1, x2, mode="full", implementation="ntvp", chunk_size=chunk)
         torch.testing.assert_close(got, ref, rtol=RTOL, atol=ATOL)
+
+
+def test_structured_path_serves_shortcut_networks_and_auto_picks_it():
+    """One contraction for every model with ntk_parts: a shortcut network's structured NTK (all modes) equals
+    its Jacobian contraction, and "auto" takes the structured path for it."""
+    from ntklib.shortcut import Shortcut
+
+    net = Shortcut(12, K=2, hbar=2, b_std=0.1, inject_std=0.5, out_dim=2).module(4, seed=3, dtype=torch.float64,
+                                                                               device="cpu")
+    x1, x2 = _inputs(5, 4, seed=21), _inputs(3, 4, seed=22)
+    assert net.has_ntk_parts
+    for mode in ("trace", "diagonal", "full"):
+        ref = nk.empirical_ntk(net, x1, x2, mode=mode, implementation="jacobian")
+        got = nk.empirical_ntk(net, x1, x2, mode=mode, implementation="structured", chunk_size=2)
+        torch.testing.assert_close(got, ref, rtol=1e-11, atol=1e-12 * float(ref.abs().max()))
+    torch.testing.assert_close(nk.empirical_ntk(net, x1), nk.empirical_ntk(net, x1, implementation="structured"),
+                               rtol=0, atol=0)  # auto is the structured path: the same call

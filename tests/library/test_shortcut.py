@@ -1,4 +1,4 @@
-"""ntklib.shortcut and the depth-induced measurements of ntklib.depth (Seed 000).
+"""ntklib.shortcut: the shortcut network's two views, its kernel, the constraint (measurements: test_experiments_depth_induced.py).
 
 Truths used: ntklib's plain serial kernels (the shortcut kernel must be their readout average),
 Monte Carlo over finite networks with standard-error tolerances, the Jacobian empirical NTK
@@ -14,12 +14,12 @@ import torch
 from scipy import stats
 
 import ntklib as nk
-from ntklib import depth as dp
+from ntklib.data import sphere_points
 from ntklib.shortcut import Shortcut, lipschitz_constant, readout_ntk_blocks, shortcut_module
 
 
 def _x(n=4, d=3, seed=0):
-    return dp.sphere_inputs(n, d, seed=seed)
+    return sphere_points(n, d, radius=math.sqrt(d), seed=seed)
 
 
 def test_single_top_readout_equals_plain_serial_kernel():
@@ -61,7 +61,7 @@ def test_analytic_nngp_matches_monte_carlo_of_finite_shortcut_networks():
 def test_analytic_ntk_matches_monte_carlo_of_finite_shortcut_networks():
     x = _x(3, 3, 4)
     arch = Shortcut(256, K=2, hbar=2, activation=nk.Erf(), b_std=0.3, inject_std=0.7, W_std=1.0)
-    s = dp.ntk_samples(arch, x, n_seeds=24, seed=20)  # (S, 3, 3)
+    s = nk.monte_carlo_kernel(arch, x, n_samples=24, seed=20, get="ntk", keep_samples=True).ntk_samples  # (S, 3, 3)
     mean, se = s.mean(0), s.std(0) / math.sqrt(s.shape[0])
     exact = arch.kernel(x).ntk
     # 4 standard errors plus 2% for the O(depth / width) bias of the finite-width mean
@@ -132,57 +132,6 @@ def test_lipschitz_constants_match_closed_forms():
     assert lipschitz_constant(nk.Gelu()) == pytest.approx(gelu_max, rel=1e-8)
 
 
-def test_output_is_exactly_a_gaussian_scale_mixture():
-    """f(x) / s(x) is N(0, 1) (s^2 = Var(f | hidden layers)), while f itself is far from Gaussian at width 4."""
-    x = _x(1, 3, 7)
-    arch = dp.plain_network(4, 3)
-    f, s2 = dp.output_samples(arch, x, n_seeds=800, seed=0, with_variance=True)
-    alive = s2[:, 0] > 0  # at width 4 some networks are dead (all ReLUs off): f = 0 exactly, an atom
-    z = (f[alive] / s2[alive].sqrt())[:, 0].numpy()
-    assert stats.kstest(z, "norm").pvalue > 1e-3  # a correct scale mixture fails this 1 time in 1000
-    assert stats.shapiro(f[:, 0].numpy()).pvalue < 1e-6
-    sc = Shortcut(6, K=3, hbar=1, inject_std=1.0, stable_eps=0.9)
-    f, s2 = dp.output_samples(sc, x, n_seeds=500, seed=0, with_variance=True)
-    assert stats.kstest((f / s2.sqrt())[:, 0].numpy(), "norm").pvalue > 1e-3
-
-
-def test_ntk_d_fluctuation_falls_with_K_under_constraint_with_input_injection():
-    """Relative seed-to-seed spread of NTK(d) at width 10: K = 16 below 0.6 x K = 1 (measured ratio ~0.4, s.e. ~0.03)."""
-    r = dp.fluctuation_vs_K([1, 16], width=10, hbar=2, n_seeds=40, seed=0, stable_eps=0.9, inject_std=1.0)
-    assert float(r["rel"][1]) < 0.6 * float(r["rel"][0]), r
-    assert float(r["rel"][1]) + 3 * float(r["rel_se"][1]) < float(r["rel"][0]) - 3 * float(r["rel_se"][0])
-
-
-def test_literal_shortcut_network_ntk_fluctuation_rises_with_K():
-    """Seed's network as described (critical ReLU, no constraint, no injection): the spread grows (0.7 -> 2.6+)."""
-    r = dp.fluctuation_vs_K([1, 8], width=10, hbar=2, n_seeds=40, seed=0)
-    assert float(r["rel"][1]) > 2 * float(r["rel"][0]), r
-
-
-def test_plain_narrow_deep_ntk_fluctuation_rises_with_depth():
-    """Plain width-10 ReLU MLP: spread at depth 16 above 2 x depth 1 (measured 0.6-0.7 -> 2.9-5.6)."""
-    r = dp.plain_fluctuation_vs_depth([1, 16], width=10, n_seeds=40, seed=0)
-    assert float(r["rel"][1]) > 2 * float(r["rel"][0]), r
-
-
-def test_constraint_without_injection_forgets_the_input():
-    """Constraint + bias, no injection: the seed-averaged NTK(d) tends to an x-independent constant as K grows."""
-    x = _x(5, 3, 8)
-    r = dp.fluctuation_vs_K([1, 32], width=10, hbar=1, n_seeds=12, x=x, stable_eps=0.9, b_std=0.5)
-    inj = dp.fluctuation_vs_K([32], width=10, hbar=1, n_seeds=12, x=x, stable_eps=0.9, b_std=0.5, inject_std=1.0)
-    # mean normalized off-diagonal (1 = constant kernel): measured 0.11 (K=1) -> 0.75 (K=32), with injection 0.27
-    assert float(r["offdiag_corr"][1]) > 0.65 and float(r["offdiag_corr"][1]) > float(r["offdiag_corr"][0]) + 0.5
-    assert float(inj["offdiag_corr"][0]) < 0.4
-
-
-def test_training_reduces_loss_and_ntk_moves_less_at_larger_K_with_width_K_squared():
-    r = dp.training_invariance([2, 4], steps=60, n_points=8, n_seeds=2,
-                               variants={"stable_inject": {"stable_eps": 0.9, "inject_std": 1.0}})
-    v = r["stable_inject"]
-    assert bool((v["loss_ratio"] < 0.5).all())
-    assert float(v["rel_change"][1]) < float(v["rel_change"][0])
-
-
 def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="stable_eps"):
         Shortcut(10, 2, stable_eps=1.5)
@@ -192,3 +141,99 @@ def test_bad_arguments_name_the_argument():
         Shortcut(10, 2, activation=torch.relu)
     with pytest.raises(TypeError, match="shortcut"):
         readout_ntk_blocks(nk.Dense(3).module(2, seed=0), torch.ones(1, 2))
+
+
+def test_readout_blocks_leave_the_network_intact():
+    """readout_ntk_blocks runs torch.func on a view of the network: afterwards the network still has its own
+    parameters (not functorch's temporary tensors) and gives the same outputs and empirical NTK."""
+    x = _x(3, 4, 5)
+    net = Shortcut(16, K=3, hbar=1, b_std=0.2).module(4, seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        before = net(x).clone()
+    ntk_before = nk.empirical_ntk(net, x, implementation="jacobian")
+    readout_ntk_blocks(net, x)
+    assert all(type(p) is torch.nn.Parameter for p in net.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=0, atol=0)  # the same computation twice
+    torch.testing.assert_close(nk.empirical_ntk(net, x, implementation="structured"), ntk_before,
+                               rtol=1e-12, atol=1e-13)
+
+
+def test_readout_kernels_are_plain_serial_kernels_and_their_running_means_are_ntk_d_of_fewer_readouts():
+    x1, x2 = _x(4, 3, 1), _x(3, 3, 2) * 1.3  # unequal norms
+    kw = dict(W_std=1.2, b_std=0.1, readout_std=0.9, inject_std=0.5, stable_eps=0.8)
+    rk = Shortcut(32, K=3, hbar=2, activation=nk.Erf(), **kw).readout_kernels(x1, x2)
+    assert rk["depths"].tolist() == [0, 2, 4, 6]
+    for j, l in enumerate(rk["depths"].tolist()):
+        if l > 0:  # NTK(d) of the network with K = l / hbar readouts: an independent evaluation of each kernel
+            sub = Shortcut(32, K=l // 2, hbar=2, activation=nk.Erf(), **kw).kernel(x1, x2)
+            torch.testing.assert_close(rk["ntk_mean"][j], sub.ntk, rtol=1e-13, atol=1e-15)
+            torch.testing.assert_close(rk["nngp_mean"][j], sub.nngp, rtol=1e-13, atol=1e-15)
+    # without injection or constraint, readout l is the plain network of depth l; readout 0 is sigma_J^2 x.x'/d
+    rk = Shortcut(32, K=3, hbar=2, W_std=1.3, b_std=0.2, readout_std=0.7).readout_kernels(x1, x2, keep=[0, 4])
+    plain = nk.serial(*([nk.Dense(32, 1.3, 0.2), nk.Relu()] * 4), nk.Dense(1, 0.7, None)).kernel(x1, x2)
+    torch.testing.assert_close(rk["ntk"][1], plain.ntk, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(rk["nngp"][0], 0.49 * x1 @ x2.T / 3, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(rk["ntk"][0], 0.49 * x1 @ x2.T / 3, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="keep"):
+        Shortcut(8, K=2, hbar=2).readout_kernels(x1, keep=[3])
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(K=3, hbar=2, b_std=0.3, inject_std=0.5, stable_eps=0.9, out_dim=2),
+    dict(K=2, hbar=1, readout_input=False, activation=nk.Tanh()),
+    dict(K=2, hbar=2, activation=nk.Gelu(), W_std=1.0),
+])
+def test_ensemble_members_are_finite_networks_with_the_same_outputs_ntk_and_readout_blocks(kwargs):
+    """Every batched quantity against network s rebuilt as a module (a second implementation: autograd Jacobians)."""
+    x1, x2 = _x(5, 3, 5), _x(2, 3, 6)
+    ens = Shortcut(12, **kwargs).ensemble(3, 3, seed=1)
+    f, ntk, ntk12 = ens(x1), ens.ntk(x1), ens.ntk(x1, x2)  # (S, 5, k), (S, 5, 5), (S, 5, 2)
+    blocks, diag = ens.readout_ntk_blocks(x1, x2), ens.readout_ntk_blocks(x1, x2, diagonal=True)
+    cond = ens.conditional_nngp(x1, x2)  # (S, 5, 2)
+    for s in range(3):
+        net = ens.member(s)
+        with torch.no_grad():
+            torch.testing.assert_close(f[s], net(x1), rtol=1e-12, atol=1e-14)
+            hs = shortcut_module(net).hidden_states(torch.cat([x1, x2]))
+        torch.testing.assert_close(ntk[s], nk.empirical_ntk(net, x1, implementation="jacobian"), rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(ntk12[s], nk.empirical_ntk(net, x1, x2, implementation="jacobian"),
+                                   rtol=1e-12, atol=1e-13)
+        B = readout_ntk_blocks(net, x1, x2)  # (5, 2, M, M)
+        torch.testing.assert_close(blocks[s], B, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(diag[s], torch.diagonal(B, dim1=-2, dim2=-1), rtol=1e-12, atol=1e-13)
+        by_hand = sum(hs[l][:5] @ hs[l][5:].T / hs[l].shape[1] for l in ens.spec.readout_layers)
+        torch.testing.assert_close(cond[s], ens.spec.readout_std ** 2 * by_hand / ens.spec.n_readouts,
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_ensemble_rescaling_follows_the_constraint_and_its_kernels_match_infinite_width():
+    eps = 0.8
+    ens = Shortcut(20, K=3, hbar=1, b_std=0.5, stable_eps=eps).ensemble(3, 50, seed=2)
+    for l in range(2, 4):  # the effective matrices are eps-contractions, rescaled only when needed (always here)
+        norms = torch.linalg.matrix_norm(ens.weight[l - 1], ord=2) * math.sqrt(2.0) / math.sqrt(20)  # (S,)
+        assert bool((ens.rescale[:, l - 1] < 1).all())
+        torch.testing.assert_close(ens.rescale[:, l - 1] * norms, torch.full_like(norms, eps), rtol=1e-12, atol=0)
+    assert bool((ens.rescale[:, 0] == 1).all())  # the first layer is not part of the recurrence
+    # distribution: the mean over 400 width-128 networks against the analytic kernels, within standard errors
+    x = _x(3, 3, 3)
+    arch = Shortcut(128, K=2, hbar=2, b_std=0.3, inject_std=0.8, W_std=1.0)
+    big = arch.ensemble(3, 400, seed=10)
+    exact = arch.kernel(x)
+    for emp, ref, bias in ((big.conditional_nngp(x), exact.nngp, 0.0), (big.ntk(x), exact.ntk, 0.02)):
+        z = (emp.mean(0) - ref).abs() / (emp.std(0) / math.sqrt(emp.shape[0]))
+        # 4 standard errors, plus 2% for the O(depth / width) bias of the finite-width NTK mean
+        assert bool(((emp.mean(0) - ref).abs() <= 4 * emp.std(0) / 20 + bias * ref.abs()).all()), z
+
+
+def test_ensemble_bad_arguments_name_the_argument():
+    arch = Shortcut(8, K=2)
+    with pytest.raises(ValueError, match="n_nets"):
+        arch.ensemble(3, 0)
+    with pytest.raises(TypeError, match="spec"):
+        nk.shortcut.ShortcutEnsemble(nk.Dense(3), 3, 2)
+    ens = arch.ensemble(3, 2)
+    with pytest.raises(ValueError, match="s must be"):
+        ens.member(2)
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        ens.ntk(torch.ones(2, 4))

@@ -166,7 +166,7 @@ def test_empirical_ntk_rejects_non_modules_structured_on_generic_and_parameterle
     with pytest.raises(TypeError, match=r"model must be a torch.nn.Module; got function"):
         nk.empirical_ntk(lambda t: t, _x())
     generic = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
-    with pytest.raises(ValueError, match=r"implementation='structured' needs an ntklib dense network"):
+    with pytest.raises(ValueError, match=r"implementation='structured' needs a model that exposes its dense maps"):
         nk.empirical_ntk(generic, _x(), implementation="structured")
     with pytest.raises(ValueError, match=r"model has no parameters"):
         nk.empirical_ntk(nn.Tanh(), _x())
@@ -181,3 +181,42 @@ def test_monte_carlo_rejects_bad_n_samples_and_get(arch):
         nk.monte_carlo_kernel(arch, _x(), n_samples=2, get=("nngp", "ntkk"))
     with pytest.raises(ValueError, match=r"x1 must be finite"):
         nk.monte_carlo_kernel(arch, torch.full((2, 3), float("nan"), dtype=torch.float64), n_samples=2)
+
+
+def test_kernel_linear_algebra_and_dynamics_name_the_bad_argument():
+    """Errors a user can act on: each names the argument and what was expected (no bare torch error)."""
+    from ntklib.dynamics import cross_entropy_flow
+    from ntklib.linalg import psd_solve
+
+    k = torch.eye(4, dtype=torch.float64) + 0.1
+    with pytest.raises(ValueError, match=r"rhs must have shape \(4, m\)"):
+        psd_solve(k, torch.ones(3, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="k_train_train must have at least one row"):
+        nk.kernel_regression(torch.zeros(0, 0), torch.zeros(2, 0), torch.zeros(0))
+    with pytest.raises(TypeError, match="k_train_train has dtype torch.float16"):
+        nk.kernel_regression(k.half(), k.half(), torch.ones(4).half())
+    with pytest.raises(ValueError, match="no positive eigenvalue"):
+        nk.spectral.max_learning_rate(torch.zeros(3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="RK4 steps"):  # bounded work instead of hanging
+        cross_entropy_flow(k, torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64), 1e9)
+
+
+def test_training_and_empirical_ntk_name_the_bad_argument(net):
+    x = _x(4, 3)
+    with pytest.raises(ValueError, match="x_test must have 3 columns"):
+        nk.train_network(net, x, torch.ones(4, dtype=torch.float64), learning_rate=0.1, steps=1, x_test=_x(2, 5))
+
+    class TwoOutputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 1).double()
+
+        def forward(self, t):
+            return self.lin(t), t
+
+    with pytest.raises(TypeError, match="returned a tuple"):
+        nk.empirical_ntk(TwoOutputs(), x)
+    # integer data are exact in the model's dtype: no dtype error, the same kernel as the float input
+    ints = torch.arange(12).reshape(4, 3) % 5
+    torch.testing.assert_close(nk.empirical_ntk(net, ints), nk.empirical_ntk(net, ints.to(torch.float64)),
+                               rtol=0, atol=0)

@@ -1,8 +1,10 @@
-"""ntklib.depth, deep limit (Seed 001): correlation maps, rates, normalized kernels, regression map.
+"""ntklib.deep_limit: correlation maps, rates, fixed points and chi_1, normalized kernels, the regression map.
 
-Truths used: scipy quadrature of the Gaussian integral, the seed's arcsin formula written out here,
+Truths used: scipy quadrature of the Gaussian integral, the paper's arcsin formula written out here,
 mpmath at 60 digits, ntklib's general layer recursion (a second implementation of the closed form),
-finite wide networks (Monte Carlo), and closed forms for the limits (1/4, det of 3/4 I + 1/4 11^T).
+finite wide networks (Monte Carlo), closed forms (1/4, chi_1 of ReLU and erf) and least squares
+written out here (the regression map). The sweeps built on this module are tested in
+tests/library/test_experiments_deep_limit.py.
 """
 import math
 
@@ -13,11 +15,17 @@ import torch
 from scipy import integrate, stats
 
 import ntklib as nk
-from ntklib import depth as dp
+from ntklib import deep_limit as dp
+from ntklib.data import sphere_points
+
+
+def sphere(n, d, seed=0):
+    """n points on the sphere of radius sqrt(d) in R^d (input variance |x|^2/d = 1)."""
+    return sphere_points(n, d, radius=math.sqrt(d), seed=seed)
 
 
 def seed_h(z):
-    """The seed's formula h(z) = z arcsin(z)/pi + sqrt(1 - z^2)/pi + z/2, written independently."""
+    """The paper's formula h(z) = z arcsin(z)/pi + sqrt(1 - z^2)/pi + z/2, written independently."""
     return z * np.arcsin(z) / np.pi + np.sqrt(1 - z * z) / np.pi + z / 2
 
 
@@ -40,7 +48,7 @@ def relu_corr_by_quadrature(rho):
 def test_relu_correlation_map_matches_seed_formula_and_quadrature():
     rhos = np.array([-1.0, -0.7, -0.2, 0.0, 0.3, 0.8, 0.99, 1.0])
     ours = dp.relu_correlation_map(torch.tensor(rhos)).numpy()
-    np.testing.assert_allclose(ours, seed_h(rhos), rtol=0, atol=1e-15)  # the seed's formula is right
+    np.testing.assert_allclose(ours, seed_h(rhos), rtol=0, atol=1e-15)  # the paper's formula is right
     quad = np.array([relu_corr_by_quadrature(r) for r in rhos[1:-1]])
     np.testing.assert_allclose(ours[1:-1], quad, rtol=1e-9, atol=1e-12)
     assert ours[0] == pytest.approx(0.0, abs=1e-15) and ours[-1] == 1.0  # relu(u) relu(-u) = 0
@@ -114,7 +122,7 @@ def test_stable_iterates_match_mpmath_while_naive_recursion_drifts():
 
 @pytest.mark.parametrize("slope", [1.0, 1.7])
 def test_normalized_relu_kernels_closed_form_matches_ntklib_recursion(slope):
-    x = dp.sphere_inputs(7, 4, seed=3) * torch.linspace(0.5, 2.0, 7, dtype=torch.float64)[:, None]
+    x = sphere(7, 4, seed=3) * torch.linspace(0.5, 2.0, 7, dtype=torch.float64)[:, None]
     act = nk.ABRelu(0.0, slope)  # slope * relu: same correlations, rescaled diagonals
     closed = dp.normalized_kernels(x, None, [1, 2, 7, 40], activation=act, W_std=1.1)
     rec = dp.normalized_kernels(x, None, [1, 2, 7, 40], activation=act, W_std=1.1, stable=False)
@@ -126,7 +134,7 @@ def test_normalized_relu_kernels_closed_form_matches_ntklib_recursion(slope):
 def test_seed_normalization_is_the_reciprocal_of_ntk_diagonal_growth():
     """W_std = 1, unit-norm inputs: Theta^(L)(x, x) = L / (n0 2^(L-1)), so one multiplies by n0 2^(L-1) / L."""
     n0 = 5
-    x = dp.sphere_inputs(3, n0, radius=1.0)
+    x = sphere_points(3, n0, radius=1.0)
     for L in (1, 3, 10):
         layers = []
         for _ in range(L - 1):
@@ -137,7 +145,7 @@ def test_seed_normalization_is_the_reciprocal_of_ntk_diagonal_growth():
 
 
 def test_normalized_ntk_offdiagonal_tends_to_one_quarter_not_one():
-    x = dp.sphere_inputs(5, 3, seed=0)
+    x = sphere(5, 3, seed=0)
     Ls = [500, 5000]
     ks = dp.normalized_kernels(x, None, Ls)
     off = ~torch.eye(5, dtype=torch.bool)
@@ -152,10 +160,11 @@ def test_normalized_ntk_offdiagonal_tends_to_one_quarter_not_one():
 
 def test_normalized_ntk_matches_wide_finite_networks():
     """Monte Carlo of width-400 networks (structured empirical NTK) vs the closed form at depth 4."""
-    x = dp.sphere_inputs(3, 4, seed=2)
+    x = sphere(3, 4, seed=2)
     L = 4
-    arch = dp.plain_network(400, L - 1, W_std=math.sqrt(2.0), readout_std=math.sqrt(2.0))
-    s = dp.ntk_samples(arch, x, n_seeds=12)  # (S, 3, 3)
+    arch = nk.serial(*[nk.Dense(400, W_std=math.sqrt(2.0), b_std=None), nk.Relu()] * (L - 1),
+                     nk.Dense(1, W_std=math.sqrt(2.0), b_std=None))
+    s = nk.monte_carlo_kernel(arch, x, n_samples=12, get="ntk", keep_samples=True).ntk_samples  # (S, 3, 3)
     dg = s.diagonal(dim1=1, dim2=2)
     ratio = s / torch.sqrt(dg[:, :, None] * dg[:, None, :])  # (S, 3, 3)
     mean, se = ratio.mean(0), ratio.std(0) / math.sqrt(s.shape[0])
@@ -163,22 +172,6 @@ def test_normalized_ntk_matches_wide_finite_networks():
     off = ~torch.eye(3, dtype=torch.bool)
     # tolerance: 4 standard errors plus the O(depth / width) finite-width bias (about 1%)
     assert bool(((mean - closed).abs()[off] <= 4 * se[off] + 0.01).all()), (mean, closed, se)
-
-
-def test_deep_limit_sweep_det_vanishes_for_nngp_while_regression_map_stays_bounded():
-    x = dp.sphere_inputs(30, 3, seed=1)
-    y = torch.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] / 3
-    n = 20
-    depths = [10, 100, 1000, 3000]
-    r = dp.deep_limit_sweep(x[:n], y[:n], x[n:], y[n:], depths, kernel="nngp")
-    assert bool((r["logdet"][1:] < r["logdet"][:-1]).all()) and float(r["logdet"][-1]) < -150
-    assert bool((r["map_norm"] < 3.0).all())
-    assert float(r["map_norm"][-1]) == pytest.approx(1.0, abs=0.01)  # -> the mean predictor (1/n) 1^T
-    assert float(r["test_mse"][-1]) == pytest.approx(float(r["const_mse"]), rel=0.05)
-    rt = dp.deep_limit_sweep(x[:n], y[:n], x[n:], y[n:], [3000], kernel="ntk")
-    limit_logdet = (n - 1) * math.log(0.75) + math.log(0.75 + n / 4)  # det(3/4 I + 1/4 11^T)
-    assert float(rt["logdet"][0]) == pytest.approx(limit_logdet, abs=0.05)
-    assert float(rt["map_sum"][0]) == pytest.approx(n / (n + 3), abs=0.01)
 
 
 def test_fixed_points_and_slopes_match_closed_forms():
@@ -195,6 +188,55 @@ def test_fixed_points_and_slopes_match_closed_forms():
     assert erf[-1]["stability"] == "unstable"
 
 
+def test_chi_1_matches_closed_forms_and_monte_carlo_and_the_slope_of_the_map():
+    """chi_1 = W^2 E[phi'(u)^2] at q*: ReLU's W^2/2 for any bias; erf without bias below criticality has q* = 0,
+    chi_1 = W^2 phi'(0)^2 = 4 W^2 / pi; elsewhere it is the slope of the correlation map at rho = 1, and Monte Carlo."""
+    W = torch.tensor([0.5, 1.0, 1.4, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(dp.chi_1(nk.Relu(), W, 0.3), W ** 2 / 2, rtol=1e-15, atol=0)
+    torch.testing.assert_close(dp.chi_1(nk.Erf(), 0.8, 0.0), torch.tensor(4 * 0.64 / math.pi, dtype=torch.float64),
+                               rtol=1e-10, atol=0)
+    grid_W, grid_b = torch.meshgrid(torch.tensor([0.7, 1.5, 2.5], dtype=torch.float64),
+                                    torch.tensor([0.05, 0.3, 1.0], dtype=torch.float64), indexing="ij")
+    chi = dp.chi_1(nk.Erf(), grid_W, grid_b)  # (3, 3)
+    assert chi.shape == (3, 3)
+    for i in range(3):
+        for j in range(3):
+            w, b = float(grid_W[i, j]), float(grid_b[i, j])
+            slope = dp.correlation_map_slope(torch.tensor([1.0], dtype=torch.float64), nk.Erf(), W_std=w, b_std=b)
+            assert float(chi[i, j]) == pytest.approx(float(slope[0]), rel=1e-9)
+    # Monte Carlo of W^2 E[erf'(u)^2], u ~ N(0, q*), with q* from the scalar fixed-point iteration
+    q = dp.variance_fixed_point(nk.Erf(), W_std=2.5, b_std=0.3)
+    u = math.sqrt(q) * torch.randn(400_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    samples = 2.5 ** 2 * (2 / math.sqrt(math.pi) * torch.exp(-u * u)) ** 2
+    se = float(samples.std() / math.sqrt(samples.numel()))
+    assert abs(float(chi[2, 1]) - float(samples.mean())) < 5 * se
+    # the phases: erf at (W, b) = (2.5, 0.05) is chaotic, (0.7, 1.0) ordered
+    assert float(chi[2, 0]) > 1 > float(chi[0, 2])
+
+
+def test_regression_map_is_least_squares_and_reproduces_the_kernel_predictor():
+    """R = k(x, X) k(X, X)^{-1}: R y equals kernel regression, R k(X, X) = k(x, X), and the limit of a constant kernel."""
+    g = torch.Generator().manual_seed(4)
+    x = sphere(12, 3, seed=5)
+    k = nk.serial(nk.Dense(1, 1.3, 0.2), nk.Relu(), nk.Dense(1, 1.3, 0.2)).kernel(x).ntk  # (12, 12)
+    ktt, kst = k[:8, :8], k[8:, :8]
+    R = dp.regression_map(ktt, kst)  # (4, 8)
+    assert R.shape == (4, 8)
+    torch.testing.assert_close(R @ ktt, kst, rtol=1e-9, atol=1e-11)  # reproduces k(x, X) exactly on the span
+    y = torch.randn(8, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(R @ y, torch.linalg.solve(ktt, kst.T).T @ y, rtol=1e-9, atol=1e-11)
+    # a ridge: R = k(x, X)(K + lam I)^{-1}, lam = diag_reg * mean diagonal
+    lam = 0.1 * float(ktt.diagonal().mean())
+    torch.testing.assert_close(dp.regression_map(ktt, kst, diag_reg=0.1),
+                               torch.linalg.solve(ktt + lam * torch.eye(8, dtype=torch.float64), kst.T).T,
+                               rtol=1e-9, atol=1e-11)
+    # (1 - c) 11^T + c I with small c (the deep NNGP's leading order): the map tends to the mean predictor 1^T / n
+    c = 1e-6
+    kk = (1 - c) * torch.ones(9, 9, dtype=torch.float64) + c * torch.eye(9, dtype=torch.float64)
+    R = dp.regression_map(kk[:8, :8], kk[8:, :8])
+    torch.testing.assert_close(R, torch.full((1, 8), 1 / 8, dtype=torch.float64), rtol=0, atol=1e-6)
+
+
 def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="rho"):
         dp.relu_correlation_map(1.5)
@@ -202,21 +244,32 @@ def test_bad_arguments_name_the_argument():
         dp.relu_correlation_iterates(0.2, 0)
     with pytest.raises(ValueError, match="rho1|theta1"):
         dp.relu_correlation_iterates(depth=3)
-    with pytest.raises(ValueError, match="kernel"):
-        dp.deep_limit_sweep(torch.ones(2, 2), torch.ones(2), torch.ones(1, 2), torch.ones(1), [1], kernel="gp")
+    with pytest.raises(ValueError, match="W_std"):
+        dp.chi_1(nk.Erf(), -1.0, 0.1)
     with pytest.raises(TypeError, match="activation"):
         dp.correlation_map(0.5, nk.Relu)
 
 
-def test_angle_step_torch_path_equals_numpy_path():
-    """The iterates run in numpy on the CPU and in torch elsewhere (e.g. CUDA): both must agree."""
-    from ntklib.depth import _relu_angle_step
-
+def test_iterates_numpy_path_matches_angle_map_torch_path():
+    """On the CPU the iterates run in numpy, relu_angle_map in torch (also on CUDA): both must agree."""
     theta = torch.tensor([1e-7, 1e-3, 0.3, 0.7, 2.0, math.pi], dtype=torch.float64)
-    a = _relu_angle_step(theta, torch)
-    b = torch.from_numpy(_relu_angle_step(theta.numpy(), np))
+    a = dp.relu_angle_map(theta)  # torch, general branch
+    b = dp.relu_correlation_iterates(theta1=theta, depth=2)["theta"][1]  # numpy, general branch
     # numpy and torch evaluate arccos, sin and cos with their own (SIMD) routines, each within a few
     # units in the last place, and those depend on the CPU's instruction set: 1e-14 (45 eps), not bits
-    torch.testing.assert_close(a, b, rtol=1e-14, atol=0)
+    torch.testing.assert_close(b, a, rtol=1e-14, atol=0)
+    # angles all below 1/2: from the second step on the iterates use the series-only branch
     small = theta[:3]
-    torch.testing.assert_close(_relu_angle_step(small, torch, small=True), a[:3], rtol=1e-14, atol=0)
+    two = dp.relu_correlation_iterates(theta1=small, depth=3)["theta"][2]
+    torch.testing.assert_close(two, dp.relu_angle_map(dp.relu_angle_map(small)), rtol=1e-14, atol=0)
+
+
+def test_iterates_kept_at_chosen_depths_equal_the_full_run():
+    """keep= stores only the chosen depths; they are the same numbers as the full run's rows (same operations)."""
+    full = dp.relu_correlation_iterates(torch.tensor([-0.3, 0.2, 0.9]), 50)
+    part = dp.relu_correlation_iterates(torch.tensor([-0.3, 0.2, 0.9]), 50, keep=[50, 1, 7, 7])
+    assert part["depth"].tolist() == [1, 7, 50]
+    for key in ("rho", "one_minus_rho", "theta", "rho_dot", "ntk"):
+        assert torch.equal(part[key], full[key][[0, 6, 49]]), key  # the same recursion: exactly the same numbers
+    with pytest.raises(ValueError, match="keep"):
+        dp.relu_correlation_iterates(0.3, 5, keep=[6])
