@@ -304,14 +304,18 @@ def _reached(func: Callable) -> list[tuple[object, str, Callable]]:
     return out
 
 
-def _source_problems(f: Callable, targets) -> list[str]:
+def _source(f) -> str | None:
+    try:
+        return textwrap.dedent(inspect.getsource(f))
+    except (OSError, TypeError):
+        return None
+
+
+def _source_problems(f: Callable, targets, context: list[str]) -> list[str]:
     from ntklib.grading.shortcuts import find_shortcuts
 
-    try:
-        src = textwrap.dedent(inspect.getsource(f))
-    except (OSError, TypeError):
-        return []
-    return find_shortcuts([(f"`{f.__name__}`", src, None)], targets)
+    src = _source(f)
+    return [] if src is None else find_shortcuts([(f"`{f.__name__}`", src, None)], targets, context=context)
 
 
 def assert_not_calling(func: Callable, forbidden_names: Iterable[str | Callable], what: str | None = None) -> None:
@@ -353,19 +357,27 @@ def assert_not_calling(func: Callable, forbidden_names: Iterable[str | Callable]
         raise AssertionError(f"{label} uses {detail}{where}. The exercise asks you to write this computation "
                              f"yourself: use the building blocks named in the exercise instead.")
 
-    helpers = [root] + [f for f in dict.fromkeys(_unwrap(v) for v, _, _ in _reached(func))
-                        if isinstance(f, types.FunctionType) and f.__module__ == getattr(root, "__module__", None)]
+    helpers, seen = [root], {id(root)}
+    for value, _, _ in _reached(func):
+        f = _unwrap(value)
+        if isinstance(f, types.FunctionType) and f.__module__ == getattr(root, "__module__", None) and id(f) not in seen:
+            seen.add(id(f))
+            helpers.append(f)
     for f in helpers:
         names, strings = _names_used(f)
         hit = sorted((names | {x for x in strings if x.isidentifier()}) & targets.names)
+        # a name of the student's own code (a helper they wrote, e.g. their `gp_posterior`) is theirs
+        hit = [h for h in hit if not (isinstance(_unwrap(f.__globals__.get(h)), types.FunctionType)
+                                      and _unwrap(f.__globals__.get(h)).__module__ == root.__module__)]
         if hit:
             fail(", ".join(repr(h) for h in hit), f)
     for value, how, f in _reached(func):
         why = is_forbidden_object(value, targets)
         if why:
             fail(f"{how!r} ({why})", f)
+    context = [src for src in map(_source, helpers) if src is not None]  # the helpers' own definitions
     for f in helpers:
-        problems = _source_problems(f, targets)
+        problems = _source_problems(f, targets, context)
         if problems:
             fail(problems[0], f)
 

@@ -128,12 +128,18 @@ def is_forbidden_object(obj, forbidden: Forbidden) -> str | None:
     """Why ``obj`` is forbidden (a short phrase), or None."""
     if id(obj) in forbidden.objects:
         return "a forbidden function"
-    module = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    try:
+        module = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    except Exception:  # noqa: BLE001 - an object whose attribute lookup raises
+        return None
     if type(module) is str:
         for m in forbidden.modules:
             if module == m or module.startswith(m + "."):
                 return f"part of the forbidden module {m}"
-        name = getattr(obj, "__name__", "")
+        try:
+            name = getattr(obj, "__name__", "")
+        except Exception:  # noqa: BLE001
+            name = ""
         if module.split(".")[0] == "ntklib" and (any(_private(p) for p in module.split("."))
                                                   or (type(name) is str and _private(name))):
             return "a private part of ntklib"
