@@ -4,8 +4,8 @@ Inside the sandbox (one per notebook being graded, thrown away afterwards):
 
 * **filesystem**: the Python installation, the virtual environment and ntklib's package folder,
   read-only, at their usual paths (the kernel is the course's own interpreter); ``/usr`` read-only;
-  a fresh ``/proc``, a minimal ``/dev``; ``$HOME`` (``/home/student``) and ``/tmp`` are size-limited
-  tmpfs. The kernel's working directory is ``$HOME/<assignment>``: a **scratch copy** of the
+  a fresh ``/proc``, a minimal read-only ``/dev``; ``$HOME`` (``/home/student``), ``/tmp`` and
+  ``/dev/shm`` are size-limited tmpfs. The kernel's working directory is ``$HOME/<assignment>``: a **scratch copy** of the
   submission folder (notebooks left out: the one being graded holds the restored hidden tests),
   written into the tmpfs when the kernel starts, so whatever the student writes there is thrown
   away with the sandbox. Nothing else exists: not the course directory (``solutions/``, the
@@ -19,9 +19,9 @@ Inside the sandbox (one per notebook being graded, thrown away afterwards):
   capability* inside its own user namespace (bubblewrap resolves the bound paths with the
   caller's rights, and root-owned Python installations are often not readable by ``nobody``).
 * **no network** (own network namespace), own PID/IPC/UTS namespaces, killed with its parent.
-* **no new processes**: a seccomp filter makes ``fork``/``vfork``/``clone`` without
-  ``CLONE_THREAD`` fail with ``EPERM`` (threads still work), so ``subprocess``, ``os.system`` and
-  fork bombs fail; ``RLIMIT_AS`` caps memory (a ``MemoryError`` instead of an exhausted machine),
+* **no new processes**: a seccomp filter (x86-64 and ARM64) makes ``fork``/``vfork``/``clone``
+  without ``CLONE_THREAD`` fail with ``EPERM`` (threads still work), so ``subprocess``,
+  ``os.system`` and fork bombs fail; ``RLIMIT_AS`` caps memory (a ``MemoryError`` instead of an exhausted machine),
   ``RLIMIT_FSIZE`` the size of a file, ``RLIMIT_CORE`` is 0.
 
 The kernel talks to the grader over ZeroMQ's ``ipc`` transport: unix sockets in a per-kernel
@@ -150,6 +150,7 @@ class SandboxSpec:
     file_size_bytes: int = 256 << 20
     home_size_bytes: int = 512 << 20
     tmp_size_bytes: int = 256 << 20
+    shm_size_bytes: int = 64 << 20
     pass_env: tuple[str, ...] = ("NBGRADER_EXECUTION", "CI", "NTK_SMOKE", "NTKLIB_NO_PROGRESS",
                                  "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                  "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "NTK_TEST_THREADS")
@@ -198,7 +199,8 @@ def bwrap_command(spec: SandboxSpec, submission: str, workdir: str, ipc_dir: str
     if os.geteuid() == 0:  # bwrap is privileged: ask for a user namespace explicitly
         args += ["--unshare-user"]
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-             "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
+             "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev",
+             "--size", str(spec.shm_size_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         target = os.path.join("/", link)
         if os.path.islink(target):

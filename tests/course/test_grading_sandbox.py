@@ -83,7 +83,7 @@ def test_the_kernel_writes_only_into_its_scratch_copy_and_tmpfs(kernel, submissi
     import ntklib
 
     targets = {"ntklib": os.path.join(os.path.dirname(ntklib.__file__), "pwned.py"),
-               "venv": os.path.join(sys.prefix, "pwned.pth"), "usr": "/usr/pwned"}
+               "venv": os.path.join(sys.prefix, "pwned.pth"), "usr": "/usr/pwned", "dev": "/dev/pwned"}
     code = ("import os\nout = {}\nfor k, p in %r.items():\n    try:\n        open(p, 'w').write('x')\n"
             "        out[k] = 'written'\n    except OSError as e:\n        out[k] = e.strerror\n"
             "open('scratch.txt', 'w').write('x'); open('/tmp/x.txt', 'w').write('x')\n"

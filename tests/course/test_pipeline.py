@@ -178,7 +178,7 @@ def test_reference_solution_gets_full_marks_under_the_checker(assignment, tmp_pa
 # --- check 6: the instructor loop with a simulated class --------------------------------------
 LOOP_ASSIGNMENT = "00_preliminaries"
 CELL_TIMEOUT = 20  # seconds per answer/test cell while grading the simulated class (the course default is 60)
-EXTRA_CELLS_TIMEOUT = 8  # seconds for all the cells a student added (the course default is 60)
+EXTRA_CELLS_TIMEOUT = 5  # seconds for all the cells a student added (the course default is 60)
 TOKEN = "ntk-pwned-7f3a"  # in the names of the files the writer student tries to create
 
 # Cells that students add. Attacks of cheaters go right after the first code cell; misbehaving cells
