@@ -30,7 +30,7 @@ import time
 import nbformat
 from nbformat.v4 import new_markdown_cell, new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer
+from traitlets import Integer
 
 from .analysis import NotebookAnalysis, is_test_cell, nbgrader_meta
 from .checker import Checker
@@ -98,7 +98,6 @@ class SandboxedExecute(Execute):
     memory_limit_mb = Integer(4096, help="Address-space limit of the kernel (MB).").tag(config=True)
     max_reply_mb = Integer(64, help="Largest answer (MB) the checker accepts from one call.").tag(config=True)
     startup_timeout_s = Integer(120, help="Seconds for a kernel to start.").tag(config=True)
-    require_source = Bool(True, help="Fail when the source notebook cannot be found.").tag(config=True)
 
     # -- nbgrader entry point ----------------------------------------------------------------------
     def preprocess(self, nb, resources=None, km=None):
@@ -173,6 +172,8 @@ class SandboxedExecute(Execute):
                 if verdict.restart:
                     self._notes.append(f"the kernel was restarted after a graded test ({verdict.note})")
                     given_up = self._restart(index)
+                    if given_up:
+                        self._notes.append(f"cells after code cell {index} were not run: {given_up}")
                 continue
             added = cell.get("id") not in analysis.source_by_id
             if added:
@@ -206,6 +207,8 @@ class SandboxedExecute(Execute):
                 self._notes.append(f"code cell {index}: {problem}; the kernel was restarted and the cells before it "
                                    f"replayed")
                 given_up = self._restart(index)
+                if given_up:
+                    self._notes.append(f"cells after code cell {index} were not run: {given_up}")
         self._tampering += [t for t in session.tampering if t not in self._tampering]
         self._label(nb)
 
