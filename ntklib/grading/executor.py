@@ -21,10 +21,12 @@ cell at the top of the graded notebook, which the feedback shows.
 """
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 import nbformat
@@ -32,13 +34,13 @@ from nbformat.v4 import new_markdown_cell, new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
-from .analysis import NotebookAnalysis, is_test_cell, nbgrader_meta
+from .analysis import NotebookAnalysis, is_test_cell, nbgrader_meta, python_source
 from .checker import Checker
 from .kernel import KernelDied, KernelSession, KernelTimeout
 from .sandbox import (INSTALL_HINT, OPT_OUT_VARIABLE, SandboxSpec, SandboxUnavailable, check_sandbox,
                       kernel_workdir, sandbox_mode)
 
-__all__ = ["SandboxedExecute", "ensure_sandbox", "GRADING_NOTES_MARK"]
+__all__ = ["SandboxedExecute", "ensure_sandbox", "prewarm_imports", "scratch_source", "GRADING_NOTES_MARK"]
 
 GRADING_NOTES_MARK = "ntk-grading-notes"
 _SANDBOX_CHECKED: dict = {}
@@ -61,6 +63,31 @@ def ensure_sandbox(log=None) -> bool:
         check_sandbox()
         _SANDBOX_CHECKED["ok"] = True
     return True
+
+
+def prewarm_imports(analysis: NotebookAnalysis) -> threading.Thread:
+    """Import, in a background thread, the modules that the instructor cells needed by the tests
+    import (torch, scikit-learn, matplotlib, ...), while the kernel starts: the checker then finds
+    them loaded. Only top-level ``import`` statements of the source notebook run here."""
+    cells = {c.index: c for test in analysis.tests.values() for c in analysis.plan(test).instructor_cells}
+    statements = []
+    for cell in cells.values():
+        try:
+            tree = ast.parse(python_source(cell.source))
+        except (SyntaxError, ValueError):
+            continue
+        statements += [st for st in tree.body if isinstance(st, (ast.Import, ast.ImportFrom))]
+
+    def work():
+        for st in statements:
+            try:
+                exec(compile(ast.Module(body=[st], type_ignores=[]), "<prewarm>", "exec"), {})  # noqa: S102
+            except BaseException:  # noqa: BLE001 - the checker will report it where it matters
+                pass
+
+    thread = threading.Thread(target=work, name="ntk-grading-prewarm", daemon=True)
+    thread.start()
+    return thread
 
 
 def _files(root: str) -> set[str]:
@@ -115,6 +142,7 @@ class SandboxedExecute(Execute):
             raise FileNotFoundError(f"the source notebook {source_path} is needed to grade {notebook} (its instructor "
                                     f"cells give the tests their fixtures)")
         analysis = NotebookAnalysis(nbformat.read(source_path, as_version=4))
+        prewarm_imports(analysis)
         folder = (resources.get("metadata", {}) or {}).get("path") or os.getcwd()
         instructor_only = _files(source_dir) - _files(release_dir) if os.path.isdir(release_dir) else set()
         spec = SandboxSpec(memory_bytes=self.memory_limit_mb << 20, sandboxed=sandboxed)
