@@ -69,6 +69,7 @@ def prewarm_imports(analysis: NotebookAnalysis) -> threading.Thread:
     """Import, in a background thread, the modules that the instructor cells needed by the tests
     import (torch, scikit-learn, matplotlib, ...), while the kernel starts: the checker then finds
     them loaded. Only top-level ``import`` statements of the source notebook run here."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # the grader's process draws nothing
     cells = {c.index: c for test in analysis.tests.values() for c in analysis.plan(test).instructor_cells}
     statements = []
     for cell in cells.values():
