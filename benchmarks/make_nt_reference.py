@@ -9,8 +9,8 @@ How the file was made (run from the repository root, in the reference venv of be
     python3 -m venv /tmp/ntvenv
     /tmp/ntvenv/bin/pip install "jax==0.4.23" "jaxlib==0.4.23" "numpy<2" "scipy<1.13" frozendict
     /tmp/ntvenv/bin/pip install --no-deps neural-tangents==0.6.5
-    /tmp/ntvenv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-    /tmp/ntvenv/bin/pip install tqdm scikit-learn && /tmp/ntvenv/bin/pip install --no-deps -e .
+    /tmp/ntvenv/bin/pip install torch==2.13.0 absl-py tqdm scikit-learn
+    /tmp/ntvenv/bin/pip install --no-deps -e .
     /tmp/ntvenv/bin/python benchmarks/make_nt_reference.py
 
 with neural-tangents 0.6.5, jax/jaxlib 0.4.23, numpy 1.26.4, scipy 1.12.0, Python 3.11 (the exact

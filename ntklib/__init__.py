@@ -11,19 +11,22 @@ One architecture, two views::
 from .validation import default_device
 from .activations import (ABRelu, Abs, Activation, Elementwise, Erf, Gelu, Identity, LeakyRelu, Relu,
                           Sigmoid, Sin, Tanh)
+from .conv import AvgPool, Conv, Flatten, GlobalAvgPool
 from .empirical import empirical_nngp, empirical_ntk
 from .kernel import Kernel
 from .layers import Dense, Layer, Serial, serial
 from .monte_carlo import MonteCarloKernel, monte_carlo_kernel
-from .networks import ActivationModule, DenseModule, SerialModule
+from .networks import (ActivationModule, AvgPoolModule, ConvModule, DenseModule, FlattenModule, GlobalAvgPoolModule,
+                       SerialModule)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Kernel", "Layer", "Dense", "Serial", "serial",
+    "Kernel", "Layer", "Dense", "Serial", "serial", "Conv", "AvgPool", "GlobalAvgPool", "Flatten",
     "Activation", "ABRelu", "Relu", "LeakyRelu", "Abs", "Identity", "Erf", "Sin", "Gelu", "Elementwise",
     "Tanh", "Sigmoid",
-    "DenseModule", "ActivationModule", "SerialModule",
+    "DenseModule", "ActivationModule", "SerialModule", "ConvModule", "AvgPoolModule", "GlobalAvgPoolModule",
+    "FlattenModule",
     "empirical_ntk", "empirical_nngp", "monte_carlo_kernel", "MonteCarloKernel", "default_device",
 ]
 
@@ -31,6 +34,7 @@ __all__ = [
 # the sweeps that measure the papers' claims are in ntklib.experiments (imported on demand, never by the library)
 from . import deep_limit  # noqa: E402
 from .shortcut import Shortcut, ShortcutModule  # noqa: E402
+from . import shortcut_ensemble  # noqa: E402  many finite shortcut networks as batched tensors (Monte Carlo)
 
 __all__ += ["deep_limit", "Shortcut", "ShortcutModule"]
 

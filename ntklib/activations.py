@@ -37,23 +37,27 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .validation import check_nonneg, check_positive_int
-from .kernel import Kernel
+from .kernel import Kernel, batch_diagonal, swap_inputs
 from .layers import Layer
 from .networks import ActivationModule
+from .validation import check_positive_int
 
 __all__ = ["Activation", "ABRelu", "Relu", "LeakyRelu", "Abs", "Identity", "Erf", "Sin", "Gelu",
            "Elementwise", "Tanh", "Sigmoid"]
 
 
 class Activation(Layer):
-    """Base class for nonlinearities: subclasses give ``fn`` and ``dual``."""
+    """Base class for nonlinearities: subclasses give ``fn`` and ``dual``.
+
+    On spatial kernels the nonlinearity acts at each position: entry (p, q) of the covariance
+    of x and x' is mapped with the variances of x at p and of x' at q.
+    """
 
     name = "Activation"
     # True when ``dual`` is exactly symmetric under swapping (v1, v2) (all closed forms). Quadrature
-    # is not: its error differs between (x, x') and (x', x), so ``kernel_fn`` symmetrizes it.
+    # is not: its error differs between (x, x') and (x', x), so for x2=None both orders are averaged.
     exact_swap_symmetry = True
-    entrywise = True  # ``dual`` is entrywise (see Layer.entrywise); False where kernel_fn symmetrizes
+    entrywise = True  # each pair (i, j) from the same pair and the variances (Layer.entrywise)
 
     def fn(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -64,21 +68,44 @@ class Activation(Layer):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def kernel_fn(self, k: Kernel) -> Kernel:
-        v1, v2 = k._prod_args()
-        nngp, dot = self.dual(k.nngp, v1, v2, need_dot=k.ntk is not None)
-        var1, _ = self.dual(k.var1, k.var1, k.var1, need_dot=False)
-        var2 = var1 if k.var2 is k.var1 else self.dual(k.var2, k.var2, k.var2, need_dot=False)[0]
+        nngp, dot = self.dual(k.nngp, *k.broadcast_variances(), need_dot=k.ntk is not None)
+        var1 = self._self_dual(k, 1)
+        var2 = var1 if k.var2 is k.var1 else self._self_dual(k, 2)
         if k.diagonal:
             nngp = var1
         elif k.symmetric:
             if not self.exact_swap_symmetry:  # k(x, x') == k(x', x) exactly, as for the closed forms
-                nngp = 0.5 * (nngp + nngp.T)
-                dot = None if dot is None else 0.5 * (dot + dot.T)
+                swap = lambda t: swap_inputs(t, len(k.spatial), k.diagonal_spatial)
+                nngp = 0.5 * (nngp + swap(nngp))
+                dot = None if dot is None else 0.5 * (dot + swap(dot))
             if not nngp.is_contiguous() or nngp.data_ptr() == k.nngp.data_ptr():  # never write into the input
                 nngp = nngp.clone()
-            nngp.diagonal().copy_(var1)
+            batch_diagonal(nngp).copy_(var1)
         ntk = None if k.ntk is None else k.ntk * dot
-        return k.replace(nngp=nngp, ntk=ntk, var1=var1, var2=var2, is_input=False)
+        return k.replace(nngp=nngp, ntk=ntk, var1=var1, var2=var2)
+
+    def cross_kernel_fn(self, k: Kernel, var1, var2, symmetric: bool = False) -> Kernel:
+        """:meth:`kernel_fn` without the variance map (given: see :meth:`Layer.cross_kernel_fn`)."""
+        nngp, dot = self._cross(k, *k.broadcast_variances(var1, var2), symmetric=symmetric)
+        return k.replace(nngp=nngp, ntk=None if dot is None else k.ntk * dot, var1=None, var2=None)
+
+    def _cross(self, k: Kernel, v1, v2, symmetric: bool):
+        """``dual`` of a tile of the cross kernel; for a tile of k(x, x) (``symmetric``) whose dual is
+        not exactly swap-symmetric, the mean of both orders, as :meth:`kernel_fn` does for the
+        whole matrix (there by transposing), so that k(x, x') == k(x', x) exactly."""
+        need_dot = k.ntk is not None
+        nngp, dot = self.dual(k.nngp, v1, v2, need_dot=need_dot)
+        if symmetric and not self.exact_swap_symmetry:
+            nngp_swapped, dot_swapped = self.dual(k.nngp, v2, v1, need_dot=need_dot)  # the (x', x) order
+            nngp = 0.5 * (nngp + nngp_swapped)
+            dot = None if dot is None else 0.5 * (dot + dot_swapped)
+        return nngp, dot
+
+    def _self_dual(self, k: Kernel, which: int) -> torch.Tensor:
+        """The variance map: ``dual`` of each input's kernel with itself (``var1`` or ``var2``)."""
+        var = k.var1 if which == 1 else k.var2
+        kd = k.self_kernel(which)
+        return self.dual(var, *kd.broadcast_variances(), need_dot=False)[0]
 
     def build(self, in_dim, generator, dtype):
         return [ActivationModule(self.fn, repr(self))], in_dim
@@ -301,7 +328,6 @@ class Elementwise(Activation):
         self._nodes: dict = {}
 
     exact_swap_symmetry = False
-    entrywise = False  # kernel_fn symmetrizes the whole matrix
 
     def __repr__(self):
         return f"Elementwise({self.name}, deg={self.deg})"

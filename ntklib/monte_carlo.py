@@ -58,12 +58,12 @@ def monte_carlo_kernel(arch, x1, x2=None, *, n_samples: int = 64, seed: int = 0,
     get = (get,) if isinstance(get, str) else tuple(get)
     for g in get:
         check_choice("get", g, ("nngp", "ntk"))
-    x1, x2 = as_inputs(x1, x2, dtype=dtype)
+    x1, x2 = as_inputs(x1, x2, dtype=dtype, spatial=True)  # (n, d) or channel-first (n, C, L) / (n, C, H, W)
     if device is not None:
         x1 = x1.to(device)
         x2 = None if x2 is None else x2.to(device)
     device = x1.device
-    in_dim = x1.shape[1]
+    in_dim = x1.shape[1] if x1.ndim == 2 else tuple(x1.shape[1:])
     nngps, ntks = [], []
     for s in progress_bar(range(n_samples), total=n_samples, desc="Monte Carlo", progress=progress):
         net = arch.module(in_dim, seed=seed + s, dtype=dtype, device=device)

@@ -9,6 +9,14 @@ Conventions (identical to neural-tangents' ``stax``):
 
 Both give the same function distribution at initialization (the same NNGP); they differ in
 the gradient, hence in the NTK. ``b_std=None`` means no bias parameter at all.
+
+Convolutions (:class:`ConvModule`, torch's ``conv1d``/``conv2d``, channel-first) use the same
+conventions with fan-in :math:`n_{in} = C_{in}\,|F|` (input channels times filter size) and one
+bias per output channel, shared by all positions. Padding as in neural-tangents (and XLA):
+``"VALID"`` none; ``"SAME"`` zeros, :math:`\lceil n/s\rceil` outputs, the total padding
+:math:`\max((\lceil n/s\rceil - 1)s + f - n, 0)` split with the smaller half before;
+``"CIRCULAR"`` the same amounts, wrapped around (periodic). ``AvgPoolModule`` averages over the
+whole window, counting padded zeros (neural-tangents' default ``normalize_edges=False``).
 """
 from __future__ import annotations
 
@@ -18,7 +26,112 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["DenseModule", "ActivationModule", "SerialModule"]
+__all__ = ["DenseModule", "ActivationModule", "SerialModule", "ConvModule", "AvgPoolModule", "GlobalAvgPoolModule",
+           "FlattenModule", "padding_amounts", "pad_axis"]
+
+PADDINGS = ("VALID", "SAME", "CIRCULAR")
+
+
+def padding_amounts(n: int, size: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """(before, after, outputs) along one axis of length ``n`` for a window of ``size`` and ``stride``
+    (the module docstring; neural-tangents/XLA's ``padtype_to_pads``). ``n < size`` with VALID gives 0 outputs."""
+    if padding == "VALID":
+        return 0, 0, max(0, (n - size) // stride + 1)
+    out = -(-n // stride)
+    total = max((out - 1) * stride + size - n, 0)
+    return total // 2, total - total // 2, out
+
+
+def pad_axis(t: torch.Tensor, axis: int, before: int, after: int, circular: bool) -> torch.Tensor:
+    """``t`` padded along ``axis`` with zeros, or periodically (``circular``, any amount); a new tensor."""
+    n = t.shape[axis]
+    if circular:
+        idx = torch.arange(-before, n + after, device=t.device) % n
+        return t.index_select(axis, idx)
+    shape = list(t.shape)
+    shape[axis] = n + before + after
+    out = t.new_zeros(shape)
+    out.narrow(axis, before, n).copy_(t)
+    return out
+
+
+def _pad_spatial(x: torch.Tensor, pads, circular: bool) -> torch.Tensor:
+    """Pad the spatial axes 2, 3, ... of (n, C, *S) by ``pads`` [(before, after), ...]."""
+    for d, (lo, hi) in enumerate(pads):
+        if lo or hi:
+            x = pad_axis(x, 2 + d, lo, hi, circular)
+    return x
+
+
+class ConvModule(nn.Module):
+    """Convolution over (n, C, L) or (n, C, H, W) inputs in the NTK or standard parameterization."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, ...], stride: tuple[int, ...],
+                 padding: str, W_std: float, b_std: float | None, parameterization: str,
+                 generator: torch.Generator, dtype: torch.dtype):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = tuple(kernel_size), tuple(stride), padding
+        self.W_std, self.b_std, self.parameterization = W_std, b_std, parameterization
+        fan_in = in_channels * math.prod(kernel_size)
+        weight = torch.randn((out_channels, in_channels) + self.kernel_size, generator=generator,
+                             dtype=torch.float64).to(dtype)  # (out, in, *F)
+        bias = (None if b_std is None
+                else torch.randn(out_channels, generator=generator, dtype=torch.float64).to(dtype))  # (out,)
+        if parameterization == "standard":
+            weight = weight * (W_std / math.sqrt(fan_in))
+            if bias is not None:
+                bias = bias * b_std
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+        self.weight_scale = W_std / math.sqrt(fan_in) if parameterization == "ntk" else 1.0
+        self.bias_scale = 0.0 if bias is None else b_std if parameterization == "ntk" else 1.0
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        pads = [padding_amounts(n, f, s, self.padding)[:2]
+                for n, f, s in zip(h.shape[2:], self.kernel_size, self.stride)]
+        h = _pad_spatial(h, pads, self.padding == "CIRCULAR")
+        conv = torch.nn.functional.conv1d if len(self.kernel_size) == 1 else torch.nn.functional.conv2d
+        z = self.weight_scale * conv(h, self.weight, stride=self.stride)  # (n, out, *S')
+        if self.bias is not None:
+            z = z + self.bias_scale * self.bias.reshape((-1,) + (1,) * len(self.kernel_size))
+        return z
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding!r}, W_std={self.W_std}, b_std={self.b_std}, "
+                f"parameterization={self.parameterization!r}")
+
+
+class AvgPoolModule(nn.Module):
+    """Average over windows of the spatial axes (padded zeros count; see the module docstring)."""
+
+    def __init__(self, window: tuple[int, ...], stride: tuple[int, ...], padding: str):
+        super().__init__()
+        self.window, self.stride, self.padding = tuple(window), tuple(stride), padding
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        pads = [padding_amounts(n, w, s, self.padding)[:2] for n, w, s in zip(h.shape[2:], self.window, self.stride)]
+        h = _pad_spatial(h, pads, self.padding == "CIRCULAR")
+        pool = torch.nn.functional.avg_pool1d if len(self.window) == 1 else torch.nn.functional.avg_pool2d
+        return pool(h, self.window, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}, stride={self.stride}, padding={self.padding!r}"
+
+
+class GlobalAvgPoolModule(nn.Module):
+    """(n, C, *S) -> (n, C): the mean over all positions."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h.mean(dim=tuple(range(2, h.ndim)))
+
+
+class FlattenModule(nn.Module):
+    """(n, C, *S) -> (n, C * prod(S)), torch's channel-major order."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h.flatten(1)
 
 
 class DenseModule(nn.Module):
@@ -87,13 +200,22 @@ class ActivationModule(nn.Module):
 class SerialModule(nn.Sequential):
     """A finite network made by :meth:`ntklib.Layer.module`; ``.arch`` is the layer it came from."""
 
-    def __init__(self, *modules: nn.Module, arch=None, in_dim: int | None = None):
+    def __init__(self, *modules: nn.Module, arch=None, in_dim: int | tuple[int, ...] | None = None):
         super().__init__(*modules)
         self.arch, self.in_dim = arch, in_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 2 or (self.in_dim is not None and x.shape[1] != self.in_dim):
-            raise ValueError(f"x must have shape (n, {self.in_dim}); got {tuple(x.shape)}.")
+        if self.in_dim is not None:
+            want = (self.in_dim,) if isinstance(self.in_dim, int) else tuple(self.in_dim)
+            if tuple(x.shape[1:]) != want:
+                hint = ""
+                if len(want) > 1 and x.ndim == len(want) + 1 and tuple(x.shape[1:]) == want[1:] + want[:1]:
+                    order = ", ".join(["0", str(x.ndim - 1)] + [str(a) for a in range(1, x.ndim - 1)])
+                    hint = f" It looks channel-last; inputs are channel-first (n, C, *S): use x.permute({order})."
+                shape = ", ".join(map(str, want))
+                raise ValueError(f"x must have shape (n, {shape}); got {tuple(x.shape)}.{hint}")
+        elif x.ndim != 2:
+            raise ValueError(f"x must have shape (n, d); got {tuple(x.shape)}.")
         return super().forward(x)
 
     @property

@@ -23,7 +23,7 @@ ReLU network :math:`\log q_l` is a random walk (:func:`relu_log_norm_covariance`
 strongly dependent, while under the constraint their dependence decays geometrically with the separation;
 :func:`readout_clt_fluctuation` is what a CLT over weakly dependent readouts predicts.
 
-Monte Carlo over shortcut networks runs on :class:`ntklib.shortcut.ShortcutEnsemble` (all seeds batched).
+Monte Carlo over shortcut networks runs on :class:`ntklib.shortcut_ensemble.ShortcutEnsemble` (all seeds batched).
 Every function returns a dict of tensors for plotting and shows a progress bar (``progress=``).
 """
 from __future__ import annotations

@@ -33,6 +33,8 @@ CONDA_NAMES = {
     "torch": ("pytorch",),
     "matplotlib": ("matplotlib-base", "matplotlib"),
 }
+# Published on PyPI only: environment.yml installs them in its pip section, with a compatible range.
+PIP_ONLY = {"mnist1d"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,8 +193,16 @@ def test_environment_yml_uses_conda_forge_only(env):
 
 def test_every_runtime_and_course_dependency_is_in_environment_yml_with_a_compatible_range(pyproject, env):
     specs = conda_specs(env)
+    pip = {Requirement(e).name.lower(): Requirement(e) for e in pip_entries(env) if not e.strip().startswith("-")}
     problems = []
     for req in required(pyproject):
+        if req.name.lower() in PIP_ONLY:
+            if req.name.lower() not in pip:
+                problems.append(f"{req.name}: missing from environment.yml's pip section (it is on PyPI only)")
+            elif not inside(pip[req.name.lower()].specifier, req.specifier):
+                problems.append(f"{req.name}: environment.yml's pip section allows {pip[req.name.lower()].specifier}, "
+                                f"outside pyproject's {req.specifier}")
+            continue
         names = CONDA_NAMES.get(req.name.lower(), (req.name.lower(),))
         found = [n for n in names if n in specs]
         if not found:

@@ -111,3 +111,78 @@ def test_digits_binary_targets_and_sizes():
         data.digits(classes=(1, 11))
     with pytest.raises(ValueError, match="n_train"):
         data.digits(classes=(0, 1), n_train=400, n_test=100)
+
+
+# --------------------------------------------------------------------------------------------------
+# MNIST-1D
+# --------------------------------------------------------------------------------------------------
+mnist1d_pkg = pytest.importorskip("mnist1d.data")
+
+
+def test_mnist1d_is_the_packages_default_data_set_and_leaves_the_global_generators_alone():
+    """Against the package's own make_dataset (an independent call), and numpy/random states untouched."""
+    import random
+
+    np.random.seed(123)
+    random.seed(123)
+    before_np, before_py = np.random.get_state()[1].copy(), random.getstate()
+    ds = data.mnist1d(device="cpu")
+    assert np.array_equal(np.random.get_state()[1], before_np) and random.getstate() == before_py
+    raw = mnist1d_pkg.make_dataset(mnist1d_pkg.get_dataset_args())
+    assert ds.x_train.shape == (4000, 40) and ds.x_test.shape == (1000, 40) and ds.x_train.dtype == DT
+    _close(ds.x_train, raw["x"], rtol=0, atol=0)  # the same numbers, converted to float64 (they are float64)
+    _close(ds.x_test, raw["x_test"], rtol=0, atol=0)
+    assert np.array_equal(ds.labels_train.numpy(), raw["y"]) and np.array_equal(ds.labels_test.numpy(), raw["y_test"])
+    assert ds.labels_train.dtype == torch.int64
+    # one-hot targets with the label's column set; ten classes of about 400 training signals each
+    _close(ds.y_train.sum(1), np.ones(4000), rtol=0, atol=0)
+    _close(ds.y_train.argmax(1), ds.labels_train, rtol=0, atol=0)
+    counts = np.bincount(ds.labels_train.numpy(), minlength=10)
+    assert counts.min() > 350 and counts.max() < 450, counts
+    # the package standardizes all signals together: mean 0, sd 1 over train + test
+    x_all = torch.cat([ds.x_train, ds.x_test])
+    assert abs(float(x_all.mean())) < 1e-12 and abs(float(x_all.std(unbiased=False)) - 1) < 1e-12
+
+
+def test_mnist1d_shuffled_is_the_packages_shuffled_data_set_a_fixed_permutation_of_positions():
+    """shuffle=True equals the package's make_dataset(shuffle_seq=True), and is x[:, perm] of the standard set."""
+    args = mnist1d_pkg.get_dataset_args()
+    args.shuffle_seq = True
+    raw = mnist1d_pkg.make_dataset(args)
+    sh = data.mnist1d(shuffle=True, device="cpu")
+    _close(sh.x_train, raw["x"], rtol=0, atol=1e-15)
+    _close(sh.x_test, raw["x_test"], rtol=0, atol=1e-15)
+    assert np.array_equal(sh.labels_train.numpy(), raw["y"])
+    std = data.mnist1d(device="cpu")
+    # recover the permutation column by column and check it is one permutation for train and test
+    perm = [int(torch.argmin(((std.x_train - sh.x_train[:, [j]]) ** 2).sum(0))) for j in range(40)]
+    assert sorted(perm) == list(range(40)) and perm != list(range(40))
+    _close(sh.x_train, std.x_train[:, perm], rtol=0, atol=0)
+    _close(sh.x_test, std.x_test[:, perm], rtol=0, atol=0)
+    # a permutation of the positions leaves every dot product unchanged (to rounding)
+    g_std, g_sh = std.x_train[:50] @ std.x_train[:50].T, sh.x_train[:50] @ sh.x_train[:50].T
+    _close(g_sh, g_std, rtol=0, atol=64 * 40 * torch.finfo(DT).eps * float(g_std.abs().max()))
+
+
+def test_mnist1d_subsets_are_nested_prefixes_and_targets_as_asked():
+    full = data.mnist1d(device="cpu")
+    small = data.mnist1d(n_train=100, n_test=30, target="label", device="cpu")
+    assert small.x_train.shape == (100, 40) and small.x_test.shape == (30, 40) and small.y_train.shape == (100,)
+    _close(small.x_train, full.x_train[:100], rtol=0, atol=0)
+    _close(small.y_train, full.labels_train[:100].double(), rtol=0, atol=0)
+    centred = data.mnist1d(n_train=20, n_test=5, center_onehot=True, device="cpu")
+    _close(centred.y_train, full.y_train[:20] - 0.1, rtol=0, atol=1e-15)
+    _close(centred.y_train.sum(1), np.zeros(20), rtol=0, atol=1e-14)
+    assert data.MNIST1D_PUBLISHED_ACCURACY["standard"]["CNN"] == 0.94
+    assert data.MNIST1D_PUBLISHED_ACCURACY["shuffled"]["MLP"] == data.MNIST1D_PUBLISHED_ACCURACY["standard"]["MLP"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_train=4001), "4000 training"),
+    (dict(n_test=0), "n_test"),
+    (dict(target="binary"), "target"),
+    (dict(shuffle="yes"), "shuffle"),
+])
+def test_mnist1d_bad_arguments_are_named(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        data.mnist1d(device="cpu", **kwargs)

@@ -1,7 +1,8 @@
 """ntklib's fast paths against its plain ones: the same numbers, computed differently.
 
-* ``Layer.kernel`` on large kernels of entrywise architectures (row strips, upper triangle only,
-  mirrored) vs one pass of ``kernel_fn`` over the whole matrix;
+* ``Layer.kernel`` on large kernels of entrywise architectures (``ntklib.batching``: variances
+  shared by all tiles, row strips, upper triangle only, mirrored) vs one pass of ``kernel_fn``
+  over the whole matrix;
 * ``ABRelu.dual``'s in-place evaluation vs the out-of-place formula (``_dual_differentiable``,
   the code used when inputs need gradients), for every broadcast pattern callers use;
 * the Jacobian-contraction empirical NTK in blocks of inputs and parameter groups (any
@@ -38,17 +39,34 @@ def test_row_strip_path_matches_untiled_recursion_with_exact_diagonal(x2_rows):
         # blocking, instruction set), and elementwise kernels take vector or scalar paths by position.
         # Each entry passes 9 layers of a few correctly rounded operations: 64 eps of the scale is ample.
         assert float((a - b).abs().max()) <= 64 * EPS * float(b.abs().max()), f
-        if x2 is None:  # exact by construction: the upper triangle is mirrored, the diagonal reset
+        if x2 is None:  # exact by construction: the upper triangle is mirrored, the nngp diagonal reset
             assert torch.equal(a, a.T), f"{f} from row strips is not exactly symmetric"
-            assert torch.equal(a.diagonal(), b.diagonal()), f"{f} diagonal differs from the untiled path"
+            if f == "nngp":  # to the shared variances, the same numbers as the untiled path's
+                assert torch.equal(a.diagonal(), b.diagonal()), "nngp diagonal differs from the untiled path"
     # the variances: the same vector operations on the same vectors in both paths
     assert torch.equal(strips.var1, whole.var1)
 
 
-def test_quadrature_architectures_do_not_take_the_row_strip_path():
-    """Elementwise (quadrature) symmetrizes the whole matrix, so it is not entrywise."""
-    assert not nk.serial(nk.Dense(8), nk.Tanh(deg=8), nk.Dense(1)).entrywise
-    assert nk.serial(nk.Dense(8), nk.Relu(), nk.Dense(1)).entrywise
+@pytest.mark.parametrize("x2_rows", [None, 5])
+def test_quadrature_tiles_match_untiled_kernel_including_its_symmetrization(x2_rows, monkeypatch):
+    """Quadrature is not swap-symmetric: for x2=None the untiled path averages K and K^T at every layer,
+    the tiles average both orders of the rule entry by entry -- the same numbers up to rounding."""
+    import ntklib.batching
+    gen = torch.Generator().manual_seed(3)
+    x1 = torch.randn(11, 4, generator=gen, dtype=torch.float64)
+    x2 = None if x2_rows is None else torch.randn(x2_rows, 4, generator=gen, dtype=torch.float64)
+    arch = nk.serial(nk.Dense(8, 1.5, 0.2), nk.Tanh(deg=24), nk.Dense(8, 1.2, 0.1), nk.Relu(), nk.Dense(1))
+    assert arch.entrywise
+    whole = arch.kernel_fn(nk.Kernel.from_inputs(x1, x2))
+    monkeypatch.setattr(ntklib.batching, "tile_entries", lambda device: 8)  # tiles of 1 x 8 pairs
+    tiles = arch.kernel(x1, x2)
+    for f in ("nngp", "ntk"):
+        a, b = getattr(tiles, f), getattr(whole, f)
+        assert float((a - b).abs().max()) <= 64 * EPS * float(b.abs().max()), f
+        if x2 is None:  # mirrored tiles, diagonal reset to the shared variances: exact by construction
+            assert torch.equal(a, a.T)
+    if x2 is None:
+        assert torch.equal(tiles.nngp.diagonal(), tiles.var1)
 
 
 def _pos(shape: tuple) -> torch.Tensor:

@@ -421,3 +421,26 @@ def test_kernel_stays_on_input_device_and_defaults_to_float64(device):
     kn = arch.kernel(_np(x.cpu()).astype(np.float64))
     assert kn.ntk.dtype == torch.float64
     torch.testing.assert_close(kn.ntk.cpu(), k.ntk.cpu(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4,), (2, 3)], ids=["vectors", "channel-first"])
+def test_equal_or_opposite_rows_match_brute_force_comparison(shape):
+    """The sort-based search for equal / opposite inputs (which get cos = +-1 exactly) against comparing
+    every pair: duplicates, negations, zero inputs (equal wins) and -0.0 (equal to 0.0)."""
+    from ntklib.kernel import equal_or_opposite_rows
+    g = torch.Generator().manual_seed(27)
+    x1 = torch.randn((6,) + shape, generator=g, dtype=torch.float64)
+    x1[3] = x1[1]
+    x1[4] = 0.0
+    x2 = torch.randn((7,) + shape, generator=g, dtype=torch.float64)
+    x2[0], x2[2], x2[3], x2[5] = x1[1], -x1[0], -0.0, -x1[1]
+    i, j, sign = equal_or_opposite_rows(x1, x2)
+    got = sorted(zip(i.tolist(), j.tolist(), sign.tolist()))
+    want = []
+    for a in range(6):
+        for b in range(7):
+            if torch.equal(x1[a], x2[b]):
+                want.append((a, b, 1))
+            elif torch.equal(x1[a], -x2[b]):
+                want.append((a, b, -1))
+    assert got == sorted(want) and len(want) == 6

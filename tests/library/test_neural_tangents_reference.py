@@ -6,6 +6,8 @@ float64) for 35 architectures -- Dense in both parameterizations with and withou
 by Gauss--Hermite quadrature, depths 0 to 5 and 50, output widths 1 and 3 -- on inputs with a
 repeated, a negated and a zero row. ``benchmarks/make_nt_reference.py`` made it and says exactly how.
 No jax is needed here: each architecture is rebuilt in ntklib from its stored JSON spec.
+Convolutional networks (``data/nt_conv_reference.npz``, ``benchmarks/make_nt_conv_reference.py``)
+are checked in the second half of this file; their tolerances are explained there.
 
 Tolerances (relative, entrywise, with an absolute floor of the same size times the largest entry):
 
@@ -265,17 +267,155 @@ def test_leaky_relu_autograd_derivative_matches_torch_leaky_relu_including_at_ze
 
 
 # ---------------------------------------------------------------------------------------------
-# the row-strip path of Layer.kernel (large kernels of entrywise architectures)
+# the tiled path of Layer.kernel (large kernels of entrywise architectures, ntklib.batching)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [n for n in NAMES if build_arch(n).entrywise])
 def test_row_strip_path_matches_neural_tangents(name, monkeypatch):
-    """Strips of one or two rows (forced by a tiny strip size) reproduce neural-tangents like the untiled path."""
-    import ntklib.layers
-    monkeypatch.setattr(ntklib.layers, "_strip_entries", lambda device: 8)
-    arch = build_arch(name)
-    for which, k in (("11", arch.kernel(X1)), ("12", arch.kernel(X1, X2))):
+    """Strips of one or two rows (forced by a tiny tile size) reproduce neural-tangents like the untiled path."""
+    import ntklib.batching
+    monkeypatch.setattr(ntklib.batching, "tile_entries", lambda device: 8)
+    arch, rtol = build_arch(name), rtol_for(name)
+    cases = [("11", arch.kernel(X1), rtol), ("12", arch.kernel(X1, X2), rtol)]
+    if is_quadrature(name):  # x2=None: both orders of the quadrature rule averaged, as the untiled path does
+        cases[0] = ("11sym", cases[0][1], RTOL_QUAD_SYMMETRIZED)
+    for which, k, rtol in cases:
         nngp, ntk = nt_analytic(name, which)
-        assert_matches_nt(k.nngp, nngp, RTOL_CLOSED, f"{name} row strips nngp {which}")
-        assert_matches_nt(k.ntk, ntk, RTOL_CLOSED, f"{name} row strips ntk {which}")
-        if which == "11":
+        if name in NT_NAN_AT_ZERO_ROW:
+            rows = [i for i in range(X1.shape[0]) if i != ZERO_ROW]
+            cols = rows if which.startswith("11") else list(range(X2.shape[0]))
+            nngp, ntk = nngp[rows][:, cols], ntk[rows][:, cols]
+            k = k.replace(nngp=k.nngp[rows][:, cols], ntk=k.ntk[rows][:, cols])
+        assert_matches_nt(k.nngp, nngp, rtol, f"{name} row strips nngp {which}")
+        assert_matches_nt(k.ntk, ntk, rtol, f"{name} row strips ntk {which}")
+        if which.startswith("11"):
             assert torch.equal(k.ntk, k.ntk.T) and torch.equal(k.nngp, k.nngp.T)
+
+
+# =============================================================================================
+# convolutional kernels: tests/library/data/nt_conv_reference.npz (benchmarks/make_nt_conv_reference.py)
+# =============================================================================================
+# 21 architectures, 1-D inputs (5, 3, 9) and 2-D inputs (4, 2, 6, 5): Conv with VALID, SAME and
+# CIRCULAR padding, strides, AvgPool (VALID/SAME/CIRCULAR, overlapping), GlobalAvgPool vs Flatten,
+# both parameterizations, with and without bias, every activation (ReLU, Erf, Gelu, leaky and a-b
+# ReLU, |x|, Sin, Identity, tanh by quadrature), conv trunks with dense heads, networks ending on a
+# Conv (every pair of positions) and readouts straight on the inputs.
+#
+# Tolerance 1e-12 (relative to the largest entry), except at pairs of equal inputs: the batch
+# diagonal of k(x1, None), the repeated rows of x1 and x2[1] = x1[2] (1-D). There neural-tangents
+# evaluates the ReLU-family derivative kernel (pi - theta)/(2 pi) at cos = 1 - O(1e-16), where
+# theta ~ 1e-8, so its NTK is off by ~1e-9 (observed up to 3e-9; not its NNGP, which is flat in
+# theta there). ntklib's entries there are exact (diagonal reset, equal inputs snapped to cos = 1),
+# so these entries are compared to 1e-7, and ntklib's batch diagonal of the NNGP is compared with
+# neural-tangents' own k(x, x) (``cov1``, computed from each input alone, exact) to 1e-12.
+CONV_REF = np.load(Path(__file__).parent / "data" / "nt_conv_reference.npz")
+CONV_SPECS = {s["name"]: s for s in json.loads(str(CONV_REF["specs"]))}
+CONV_NAMES = list(CONV_SPECS)
+CONV_EMPIRICAL = [n for n, s in CONV_SPECS.items() if s["empirical"]]
+CONV_X = {d: (torch.as_tensor(CONV_REF[f"x1_{d}d"]), torch.as_tensor(CONV_REF[f"x2_{d}d"])) for d in (1, 2)}
+RTOL_EQUAL_INPUTS = 1e-7
+
+
+def build_conv_layer(spec: dict) -> nk.Layer:
+    kind = spec["layer"]
+    if kind == "Conv":
+        return nk.Conv(spec["out_channels"], tuple(spec["kernel_size"]), tuple(spec["stride"]), spec["padding"],
+                       W_std=spec["W_std"], b_std=spec["b_std"], parameterization=spec["parameterization"])
+    if kind == "AvgPool":
+        return nk.AvgPool(tuple(spec["window"]), tuple(spec["stride"]), spec["padding"])
+    if kind in ("GlobalAvgPool", "Flatten"):
+        return getattr(nk, kind)()
+    return build_layer(spec)
+
+
+def build_conv_arch(name: str) -> nk.Serial:
+    return nk.serial(*[build_conv_layer(s) for s in CONV_SPECS[name]["layers"]])
+
+
+def conv_inputs(name: str):
+    return CONV_X[CONV_SPECS[name]["dim"]]
+
+
+def equal_input_pairs(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """(n1, n2) mask of pairs with b[j] == a[i] (cos = 1 at every position)."""
+    return np.array([[torch.equal(u, v) for v in b] for u in a])
+
+
+def assert_conv_matches_nt(ours: torch.Tensor, ref: np.ndarray, equal: np.ndarray, rtol: float, what: str) -> None:
+    """1e-12-type tolerance everywhere but at pairs of equal inputs (module comment above)."""
+    ours = ours.detach().cpu().numpy()
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape}, neural-tangents {ref.shape}"
+    scale = np.abs(ref).max()
+    err = np.abs(ours - ref).reshape(ref.shape[:2] + (-1,)).max(-1) / scale  # (n1, n2) worst over positions
+    assert err[~equal].max(initial=0.0) <= rtol, f"{what}: ntklib differs from neural-tangents by {err.max():.1e}"
+    assert err[equal].max(initial=0.0) <= RTOL_EQUAL_INPUTS, f"{what}: at equal inputs by {err[equal].max():.1e}"
+
+
+@pytest.mark.parametrize("name", CONV_NAMES)
+def test_conv_analytic_nngp_and_ntk_match_neural_tangents(name):
+    arch, rtol = build_conv_arch(name), RTOL_QUAD if "tanh" in name else RTOL_CLOSED
+    x1, x2 = conv_inputs(name)
+    cases = [("11", arch.kernel(x1), x1), ("12", arch.kernel(x1, x2), x2)]
+    if "tanh" in name:  # as for dense networks: x2=x1 given is neural-tangents' rule as is, x2=None symmetrized
+        k = arch.kernel(x1)
+        sym = lambda t: 0.5 * (t + np.swapaxes(t, 0, 1))
+        for f in ("nngp", "ntk"):
+            assert_matches_nt(getattr(k, f), sym(CONV_REF[f"{name}/{f}_11"]), RTOL_QUAD_SYMMETRIZED, f"{name} {f} sym")
+        cases[0] = ("11", arch.kernel(x1, x1.clone()), x1)
+    for which, k, xb in cases:
+        equal = equal_input_pairs(x1, xb)
+        for f in ("nngp", "ntk"):
+            assert_conv_matches_nt(getattr(k, f), CONV_REF[f"{name}/{f}_{which}"], equal, rtol, f"{name} {f} {which}")
+    assert_matches_nt(arch.kernel(x1).var1, CONV_REF[f"{name}/cov1"], rtol, f"{name} batch diagonal (cov1)")
+
+
+@pytest.mark.parametrize("name", CONV_NAMES)
+def test_conv_diagonal_mode_and_tiles_match_neural_tangents(name, monkeypatch):
+    """The batch-diagonal mode, (2, 2) tiles and one-pair tiles (a tiny tile budget) against neural-tangents."""
+    import ntklib.batching
+    arch, rtol = build_conv_arch(name), RTOL_QUAD if "tanh" in name else RTOL_CLOSED
+    x1, x2 = conv_inputs(name)
+    assert_matches_nt(arch.kernel(x1, diagonal=True).nngp, CONV_REF[f"{name}/cov1"], rtol, f"{name} diagonal mode")
+    equal = equal_input_pairs(x1, x2)
+    for label, k in (("batch_size=2", arch.kernel(x1, x2, batch_size=2)),):
+        for f in ("nngp", "ntk"):
+            assert_conv_matches_nt(getattr(k, f), CONV_REF[f"{name}/{f}_12"], equal, rtol, f"{name} {f} {label}")
+    monkeypatch.setattr(ntklib.batching, "tile_entries", lambda device: 1)
+    for which, k, xb in (("11", arch.kernel(x1), x1), ("12", arch.kernel(x1, x2), x2)):
+        if which == "11" and "tanh" in name:
+            continue  # symmetrized: checked against the untiled path in test_fast_paths
+        for f in ("nngp", "ntk"):
+            assert_conv_matches_nt(getattr(k, f), CONV_REF[f"{name}/{f}_{which}"], equal_input_pairs(x1, xb), rtol,
+                                   f"{name} {f} {which} one-pair tiles")
+
+
+def conv_network_with_stored_weights(name: str) -> nk.SerialModule:
+    """ntklib's finite network for ``name`` with the parameters stored in the file (ntklib's layout)."""
+    x1, _ = conv_inputs(name)
+    net = build_conv_arch(name).module(tuple(x1.shape[1:]), seed=0, dtype=torch.float64, device="cpu")
+    j = 0
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, (nk.ConvModule, nk.DenseModule)):
+                m.weight.copy_(torch.as_tensor(CONV_REF[f"{name}/p{j}/W"]))
+                if m.bias is not None:
+                    m.bias.copy_(torch.as_tensor(CONV_REF[f"{name}/p{j}/b"]))
+                j += 1
+    return net
+
+
+@pytest.mark.parametrize("name", CONV_EMPIRICAL)
+def test_conv_network_forward_matches_neural_tangents_apply_fn(name):
+    """Same parameters, same outputs: padding, strides, parameterizations and Flatten's order agree."""
+    net = conv_network_with_stored_weights(name)
+    with torch.no_grad():
+        assert_matches_nt(net(conv_inputs(name)[0]), CONV_REF[f"{name}/f_1"], 1e-12, f"{name} f(x1)")
+
+
+@pytest.mark.parametrize("implementation", ["jacobian", "ntvp"])
+@pytest.mark.parametrize("name", CONV_EMPIRICAL)
+def test_conv_empirical_ntk_matches_neural_tangents_empirical_ntk_fn(name, implementation):
+    net = conv_network_with_stored_weights(name)
+    x1, x2 = conv_inputs(name)
+    for which, xb in (("11", None), ("12", x2)):
+        got = nk.empirical_ntk(net, x1, xb, mode="full", implementation=implementation)
+        assert_matches_nt(got, CONV_REF[f"{name}/emp_ntk_{which}"], RTOL_EMPIRICAL, f"{name} empirical ntk {which}")

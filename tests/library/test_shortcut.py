@@ -231,7 +231,7 @@ def test_ensemble_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="n_nets"):
         arch.ensemble(3, 0)
     with pytest.raises(TypeError, match="spec"):
-        nk.shortcut.ShortcutEnsemble(nk.Dense(3), 3, 2)
+        nk.shortcut_ensemble.ShortcutEnsemble(nk.Dense(3), 3, 2)
     ens = arch.ensemble(3, 2)
     with pytest.raises(ValueError, match="s must be"):
         ens.member(2)
