@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import inspect
 import math
+import sys
 import textwrap
 import types
 from typing import Any, Callable, Iterable, Sequence
@@ -29,24 +30,42 @@ __all__ = ["assert_close", "assert_shape", "assert_not_calling", "assert_choice"
            "assert_within_standard_errors"]
 
 
+_PY_NUMBERS = (bool, int, float, complex)
+ACCEPTED = ("a torch.Tensor, a numpy array, a Python number (bool, int, float, complex) or a numpy scalar, "
+            "or a (nested) list/tuple of numbers")
+
+
+def _exact_numeric(value: Any, what: str, role: str, depth: int = 0):
+    """``value`` as something ``np.asarray`` reads without calling the value's own code: only exact
+    types are accepted (subclasses and array-likes could answer comparisons with anything)."""
+    t = type(value)
+    torch = sys.modules.get("torch")
+    if torch is not None and (t is torch.Tensor or t is torch.nn.Parameter):
+        value = value.detach().cpu()
+        return value.resolve_conj().numpy() if value.is_complex() else value.numpy()
+    if t is np.ndarray or t in _PY_NUMBERS:
+        return value
+    if isinstance(value, np.generic) and t.__module__ == "numpy":
+        return value
+    if (t is list or t is tuple) and depth < 32:
+        return [_exact_numeric(v, what, role, depth + 1) for v in value]
+    raise AssertionError(
+        f"{what}: the {role} must be {ACCEPTED}; got an object of type {t.__module__}.{t.__qualname__}. "
+        f"Subclasses and array-like objects are not accepted: return a plain tensor or array.")
+
+
 def _to_numpy(value: Any, what: str, role: str) -> np.ndarray:
-    """Anything numeric (python number, list, numpy array, torch tensor on any device) -> float64/complex array."""
+    """A number, list, numpy array or torch tensor (any device; exact types only) -> float64/complex array."""
     if value is None:
         raise AssertionError(
             f"{what}: the {role} is None. Did the function forget to `return` its result?")
-    try:  # torch tensors, without importing torch when it is not needed
-        import torch
-
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu()
-            value = value.numpy() if not value.is_complex() else value.resolve_conj().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency of ntklib
-        pass
+    plain = _exact_numeric(value, what, role)
     try:
-        arr = np.asarray(value)
+        arr = np.asarray(plain)
     except Exception as err:  # ragged lists and the like
         raise AssertionError(f"{what}: could not read the {role} as an array of numbers ({err}).") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if type(arr) is not np.ndarray or arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                                                   or arr.dtype == bool):
         raise AssertionError(
             f"{what}: the {role} should hold numbers; got {type(value).__name__} of dtype {arr.dtype}.")
     return arr.astype(np.complex128 if np.iscomplexobj(arr) else np.float64)
@@ -66,7 +85,7 @@ def assert_shape(actual: Any, shape: Sequence[int | None], what: str = "the resu
     """
     if actual is None:
         raise AssertionError(f"{what}: got None. Did the function forget to `return` its result?")
-    got = tuple(getattr(actual, "shape", np.shape(actual)))
+    got = tuple(int(n) for n in np.shape(_exact_numeric(actual, what, "result")))
     want = tuple(shape)
     ok = len(got) == len(want) and all(w is None or int(g) == int(w) for g, w in zip(got, want))
     if ok:
@@ -166,7 +185,10 @@ def assert_choice(answer: Any, options: Iterable[Any], what: str = "your answer"
     norm = [str(o).strip().upper() for o in opts]
     if answer is None or answer is Ellipsis:
         raise AssertionError(f"{what}: set it to one of {opts} (it is still {answer!r}).")
-    if str(answer).strip().upper() not in norm:
+    if type(answer) is not str:
+        raise AssertionError(f"{what}: the answer must be a string (str), e.g. {opts[0]!r}; got an object of type "
+                             f"{type(answer).__module__}.{type(answer).__qualname__}.")
+    if str.upper(str.strip(answer)) not in norm:
         raise AssertionError(f"{what}: expected one of {opts}, got {answer!r}.")
 
 
@@ -208,46 +230,156 @@ def _names_used(func: Callable) -> tuple[set[str], set[str]]:
     return names, strings
 
 
+def _unwrap(obj):
+    """The function behind decorators, bound methods and ``functools.partial``."""
+    import functools
+
+    for _ in range(16):
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif isinstance(obj, types.MethodType):
+            obj = obj.__func__
+        elif isinstance(obj, types.FunctionType) and "__wrapped__" in vars(obj):
+            obj = vars(obj)["__wrapped__"]
+        else:
+            return obj
+    return obj
+
+
+def _codes(code: types.CodeType):
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        yield co
+        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+
+
+def _reached(func: Callable) -> list[tuple[object, str, Callable]]:
+    """(object, how it is named, the function that names it) for what ``func`` can reach without
+    running: its globals, closure cells and defaults, the attributes its code reads from the modules
+    and classes it reaches, and, recursively, the helper functions defined in the same module."""
+    out, todo, seen = [], [func], set()
+    module = getattr(_unwrap(func), "__module__", None)
+    builtins_ns = vars(__import__("builtins"))
+    while todo:
+        f = _unwrap(todo.pop())
+        if id(f) in seen or not isinstance(f, types.FunctionType):
+            continue
+        seen.add(id(f))
+        names = set()
+        for co in _codes(f.__code__):
+            names.update(co.co_names)
+        found = []
+        for name in names:
+            if name in f.__globals__:
+                found.append((f.__globals__[name], name))
+            elif name in builtins_ns:
+                found.append((builtins_ns[name], name))
+        for cell, name in zip(f.__closure__ or (), f.__code__.co_freevars):
+            try:
+                found.append((cell.cell_contents, name))
+            except ValueError:  # an empty cell
+                pass
+        for value in list(f.__defaults__ or ()) + list((f.__kwdefaults__ or {}).values()):
+            found.append((value, "a default argument"))
+        containers = [(v, n) for v, n in found if isinstance(v, (types.ModuleType, type))]
+        while containers:  # attributes read from modules/classes: `nk.regression.krr`
+            box, label = containers.pop()
+            if id(box) in seen:
+                continue
+            seen.add(id(box))
+            for name in names:
+                value = vars(box).get(name) if isinstance(box, types.ModuleType) else inspect.getattr_static(box, name, None)
+                if value is not None:
+                    found.append((value, f"{label}.{name}"))
+                    if isinstance(value, (types.ModuleType, type)):
+                        containers.append((value, f"{label}.{name}"))
+        out += [(v, n, f) for v, n in found]
+        for value, _ in found:
+            target = _unwrap(value)
+            if isinstance(target, types.FunctionType) and target.__module__ == module:
+                todo.append(target)
+            elif isinstance(value, type) and value.__module__ == module:
+                todo += [v for v in vars(value).values() if isinstance(_unwrap(v), types.FunctionType)]
+    return out
+
+
+def _source(f) -> str | None:
+    try:
+        return textwrap.dedent(inspect.getsource(f))
+    except (OSError, TypeError):
+        return None
+
+
+def _source_problems(f: Callable, targets, context: list[str]) -> list[str]:
+    from ntklib.grading.shortcuts import find_shortcuts
+
+    src = _source(f)
+    return [] if src is None else find_shortcuts([(f"`{f.__name__}`", src, None)], targets, context=context)
+
+
 def assert_not_calling(func: Callable, forbidden_names: Iterable[str | Callable], what: str | None = None) -> None:
     """Check that ``func`` does not use any of ``forbidden_names`` (so an exercise is not solved by
     calling the library function it asks the student to write).
 
-    ``forbidden_names`` are names (``"empirical_ntk"``, ``"KernelRidge"``, ``"cho_solve"``) or the
-    functions themselves. A name counts as used when it appears in ``func`` as a global or
-    local name, an attribute (``nk.empirical_ntk``), an imported name, or a string constant
-    (``getattr(nk, "empirical_ntk")``). Helper functions that ``func`` calls and that were
-    defined in the same module/notebook are searched too, recursively.
+    ``forbidden_names`` are names (``"empirical_ntk"``, ``"KernelRidge"``, ``"inv"``, a module such as
+    ``"regression"``) or objects; names are resolved to the objects they denote in the loaded
+    numerical libraries (ntklib, torch, numpy, scipy, scikit-learn). ``func`` fails when
 
-    This is a deterrent for honest mistakes, not a sandbox: a determined student can hide a
-    call. Grading cells therefore also compare the result with an independent truth.
+    * a forbidden name appears in its code (a name, an attribute, an import, ``getattr(nk, "...")``);
+    * it *reaches* a forbidden object, whatever it is bound to: through its globals (``inv_ =
+      np.linalg.inv``), closures, default arguments, the attributes it reads from modules
+      (``nk.regression.kernel_regression`` when ``"regression"`` is forbidden), or the helper
+      functions of the same notebook/module it calls (searched recursively);
+    * it reaches a private (underscore) part of ntklib, or uses dynamic access that could hide a
+      call (``eval``/``exec``, ``getattr`` with a computed name, ``importlib``, ``globals()``, ...).
+
+    In a student's kernel this is immediate feedback. At grading time the checker calls it on a
+    proxy of the student's function (:class:`ntklib.grading.checker.StudentFunction`), and the check
+    becomes a static reading of every cell the student wrote (:mod:`ntklib.grading.shortcuts`).
 
     >>> def mine(x): return x * 2
     >>> assert_not_calling(mine, ["empirical_ntk"])
     """
+    checker = sys.modules.get("ntklib.grading.checker")
+    if checker is not None and isinstance(func, checker.StudentFunction):
+        return func.assert_not_calling(forbidden_names, what)
     if not callable(func):
         raise AssertionError(f"{what or 'your answer'}: expected a function, got {type(func).__name__}.")
+    from ntklib.grading.shortcuts import forbidden_targets, is_forbidden_object
+
     label = what or f"`{getattr(func, '__name__', 'your function')}`"
-    forbidden = {f if isinstance(f, str) else getattr(f, "__name__", str(f)) for f in forbidden_names}
-    seen: set[int] = set()
-    todo = [func]
-    while todo:
-        f = inspect.unwrap(todo.pop())
-        if id(f) in seen:
-            continue
-        seen.add(id(f))
+    targets = forbidden_targets(forbidden_names)
+    root = _unwrap(func)
+
+    def fail(detail, f):
+        where = "" if f is root else f" (through the helper `{getattr(f, '__name__', '?')}`)"
+        raise AssertionError(f"{label} uses {detail}{where}. The exercise asks you to write this computation "
+                             f"yourself: use the building blocks named in the exercise instead.")
+
+    helpers, seen = [root], {id(root)}
+    for value, _, _ in _reached(func):
+        f = _unwrap(value)
+        if isinstance(f, types.FunctionType) and f.__module__ == getattr(root, "__module__", None) and id(f) not in seen:
+            seen.add(id(f))
+            helpers.append(f)
+    for f in helpers:
         names, strings = _names_used(f)
-        hit = sorted((names | strings) & forbidden)
+        hit = sorted((names | {x for x in strings if x.isidentifier()}) & targets.names)
+        # a name of the student's own code (a helper they wrote, e.g. their `gp_posterior`) is theirs
+        hit = [h for h in hit if not (isinstance(_unwrap(f.__globals__.get(h)), types.FunctionType)
+                                      and _unwrap(f.__globals__.get(h)).__module__ == root.__module__)]
         if hit:
-            where = "" if f is func else f" (through the helper `{f.__name__}`)"
-            raise AssertionError(
-                f"{label} uses {', '.join(repr(h) for h in hit)}{where}. The exercise asks you to write this "
-                f"computation yourself: use the building blocks named in the exercise instead.")
-        module = getattr(f, "__module__", None)
-        gl = getattr(f, "__globals__", {})
-        for name in names:
-            g = gl.get(name)
-            if isinstance(g, types.FunctionType) and g.__module__ == module and id(g) not in seen:
-                todo.append(g)
+            fail(", ".join(repr(h) for h in hit), f)
+    for value, how, f in _reached(func):
+        why = is_forbidden_object(value, targets)
+        if why:
+            fail(f"{how!r} ({why})", f)
+    context = [src for src in map(_source, helpers) if src is not None]  # the helpers' own definitions
+    for f in helpers:
+        problems = _source_problems(f, targets, context)
+        if problems:
+            fail(problems[0], f)
 
 
 def assert_within_standard_errors(actual: Any, mc_mean: Any, mc_sem: Any, what: str = "the result",

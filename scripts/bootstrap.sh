@@ -9,6 +9,9 @@
 #   already satisfied. Machines with an NVIDIA driver get the default (CUDA) build.
 # * Headless Chromium (Debian's package) is installed for the browser tests when we are
 #   root on a Debian/Ubuntu machine and it is missing; elsewhere those tests skip.
+# * bubblewrap (Debian's package `bubblewrap`, the `bwrap` sandbox that `nbgrader autograde`
+#   runs student kernels in) is installed the same way; without it autograding refuses to run
+#   (docs/instructors.md says how to install it elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,5 +64,17 @@ if [ "${NTK_SKIP_BROWSER_INSTALL:-0}" != 1 ] && ! command -v chromium >/dev/null
       || echo "[bootstrap] could not install chromium; browser tests will be skipped"
   else
     echo "[bootstrap] chromium not found and cannot be installed here; browser tests will be skipped"
+  fi
+fi
+
+# bubblewrap: the sandbox of `nbgrader autograde` (Debian's package; see docs/instructors.md).
+if [ "${NTK_SKIP_BWRAP_INSTALL:-0}" != 1 ] && ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[bootstrap] installing Debian's bubblewrap (the autograding sandbox)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+      || echo "[bootstrap] could not install bubblewrap; nbgrader autograde will refuse to run"
+  else
+    echo "[bootstrap] bwrap not found and cannot be installed here (sudo apt-get install bubblewrap);" \
+         "nbgrader autograde will refuse to run without it"
   fi
 fi

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -239,7 +240,8 @@ def delete_cell(nb, grade_id: str):
     return nb
 
 
-def write_instructor_config(course_root: Path, exchange: Path, cell_timeout: int, other_timeout: int = 300) -> None:
+def write_instructor_config(course_root: Path, exchange: Path, cell_timeout: int, other_timeout: int = 300,
+                            extra_cells_timeout: int | None = None) -> None:
     """The repository's nbgrader_config.py plus a local exchange and a short timeout for the cells
     that hold or call student code (nbgrader answer and test cells), so that an infinite loop costs
     the test little. The other cells (imports, demos) keep a long timeout: on a loaded CI machine the
@@ -252,6 +254,8 @@ def write_instructor_config(course_root: Path, exchange: Path, cell_timeout: int
              "    nbgrader = cell.get('metadata', {}).get('nbgrader', {})\n"
              f"    return {int(cell_timeout)} if nbgrader.get('grade') or nbgrader.get('solution') else {int(other_timeout)}\n\n\n"
              "c.Execute.timeout_func = _cell_timeout\n")
+    if extra_cells_timeout is not None:
+        text += f"c.SandboxedExecute.extra_cells_timeout = {int(extra_cells_timeout)}\n"
     (course_root / "nbgrader_config.py").write_text(text)
 
 
@@ -266,3 +270,115 @@ def tree_files(root: Path) -> dict[str, bytes]:
         if p.is_file() and ".ipynb_checkpoints" not in p.parts and "__pycache__" not in p.parts:
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
+
+
+# --- facts about a source notebook, read independently of ntklib.grading -----------------------
+@dataclass
+class SourceFacts:
+    """What the simulated class is built from: the tests and their points, the student names each
+    solution cell defines (functions and answer variables), which names each test reads, and the
+    names its ``assert_not_calling`` calls forbid."""
+
+    tests: dict            # test grade_id -> points, in notebook order
+    cell_names: dict       # solution cell grade_id -> top-level names it defines
+    functions: list        # names defined with `def` in solution cells, in notebook order
+    test_uses: dict        # test grade_id -> student names it reads
+    not_calling: dict      # test grade_id -> names its assert_not_calling calls forbid (empty: none)
+    first_code: int        # index of the first code cell (imports and `SMOKE = setup()`)
+
+
+def _strip_delimiters(source: str) -> str:
+    return "\n".join(ln for ln in source.splitlines() if "BEGIN SOLUTION" not in ln and "END SOLUTION" not in ln)
+
+
+def source_facts(source) -> SourceFacts:
+    import ast
+
+    tests, cell_names, functions, test_uses, not_calling = {}, {}, [], {}, {}
+    first_code = next(i for i, c in enumerate(source.cells) if c.cell_type == "code")
+    for cell in source.cells:
+        m = nbgrader_meta(cell)
+        if cell.cell_type == "code" and m.get("solution"):
+            tree = ast.parse(_strip_delimiters(cell.source))
+            names = []
+            for st in tree.body:
+                if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.append(st.name)
+                    functions.append(st.name)
+                elif isinstance(st, ast.Assign):
+                    names += [t.id for t in st.targets if isinstance(t, ast.Name)]
+            cell_names[m["grade_id"]] = names
+    student = {n for names in cell_names.values() for n in names}
+    for cell in source.cells:
+        if is_autograded_test(cell):
+            gid = nbgrader_meta(cell)["grade_id"]
+            tests[gid] = float(nbgrader_meta(cell)["points"])
+            tree = ast.parse(cell.source)
+            test_uses[gid] = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} & student
+            forbidden = []
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "assert_not_calling" \
+                        and len(node.args) >= 2 and isinstance(node.args[1], (ast.List, ast.Tuple)):
+                    forbidden += [e.value for e in node.args[1].elts if isinstance(e, ast.Constant)]
+            not_calling[gid] = forbidden
+    return SourceFacts(tests, cell_names, functions, test_uses, not_calling, first_code)
+
+
+def expected_scores(facts: SourceFacts, broken_names=(), broken_tests=()) -> dict:
+    """Full points for every test, except 0 for the tests that read a broken name or are listed."""
+    broken_names, broken_tests = set(broken_names), set(broken_tests)
+    return {gid: 0.0 if gid in broken_tests or facts.test_uses[gid] & broken_names else pts
+            for gid, pts in facts.tests.items()}
+
+
+def solution_cell_of(facts: SourceFacts, name: str) -> str:
+    return next(gid for gid, names in facts.cell_names.items() if name in names)
+
+
+def which_tests_use(facts: SourceFacts, name: str) -> list[str]:
+    return [gid for gid, uses in facts.test_uses.items() if name in uses]
+
+
+def new_cell(source: str):
+    """A code cell the student added (a fresh cell id, no nbgrader metadata)."""
+    from nbformat.v4 import new_code_cell
+
+    return new_code_cell(source)
+
+
+def insert_cells(nb, after: int, sources: list[str]):
+    """Insert new code cells after position ``after`` of ``nb`` (in place); returns ``nb``."""
+    nb.cells[after + 1:after + 1] = [new_cell(s) for s in sources]
+    return nb
+
+
+def reference_source(source, grade_id: str) -> str:
+    """The reference solution of a solution cell, without the nbgrader delimiters."""
+    return _strip_delimiters(cells_by_grade_id(source)[grade_id].source)
+
+
+def wrapped_function(source, facts: SourceFacts, name: str, prelude: str, body: str) -> str:
+    """The reference solution cell of ``name`` plus a wrapper that runs ``body`` (which may use
+    ``_right``, the reference function, and ``args``/``kwargs``) in place of the function."""
+    return (reference_source(source, solution_cell_of(facts, name)) + "\n\n" + prelude + "\n"
+            f"_right_{name} = {name}\n\n\ndef {name}(*args, **kwargs):\n    _right = _right_{name}\n"
+            + textwrap.indent(body, "    ") + "\n")
+
+
+SCALED = "out = _right(*args, **kwargs)\nreturn tuple(v * 1.5 + 0.25 for v in out) if isinstance(out, tuple) " \
+         "else out * 1.5 + 0.25"
+
+
+def garbage_answers(released, facts: SourceFacts):
+    """The release with every solution cell replaced by answers that are wrong but well-formed
+    (functions returning zeros, variables "Z"): what a cheater submits with the attack on top."""
+    nb = copy.deepcopy(released)
+    for gid, names in facts.cell_names.items():
+        lines = []
+        for n in names:
+            if n in facts.functions:
+                lines.append(f"def {n}(*args, **kwargs):\n    return __import__('torch').zeros(3)\n")
+            else:
+                lines.append(f'{n} = "Z"')
+        set_cell(nb, gid, "\n".join(lines))
+    return nb

@@ -55,7 +55,8 @@ def test_assert_close_rejects_shape_mismatch_none_and_nan():
     assert "looks transposed" in _message(assert_close, np.ones((2, 3)), np.zeros((3, 2)), "J")
     assert "forget to `return`" in _message(assert_close, None, np.ones(3), "mean")
     assert "NaN or infinite" in _message(assert_close, np.array([1.0, np.nan]), np.ones(2), "mean")
-    assert "should hold numbers" in _message(assert_close, "abc", np.ones(2), "mean")
+    assert "must be a torch.Tensor" in _message(assert_close, "abc", np.ones(2), "mean")
+    assert "should hold numbers" in _message(assert_close, np.array(["a", "b"]), np.ones(2), "mean")
 
 
 def test_assert_shape_wildcards_and_hints():
@@ -115,3 +116,131 @@ def test_assert_not_calling_reads_bytecode_when_source_is_missing():
     exec(compile("import ntklib as nk\ndef f(m, x):\n    return nk.empirical_ntk(m, x)\n", "<no file>", "exec"),
          namespace)
     assert "'empirical_ntk'" in _message(assert_not_calling, namespace["f"], ["empirical_ntk"])
+
+
+# --- exact types: a rigged object cannot answer a comparison ----------------------------------------
+class _RiggedTensor(torch.Tensor):
+    pass
+
+
+class _ArrayLike:
+    def __array__(self, dtype=None, copy=None):  # what a cheat would make return the expected value
+        return np.ones(2)
+
+
+class _EqualsEverything(str):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize("rigged", [_RiggedTensor(torch.ones(2)), _ArrayLike(), [_ArrayLike(), 1.0],
+                                    np.ones(2).view(np.recarray)])
+def test_assert_close_and_shape_reject_subclasses_and_array_likes(rigged):
+    assert "must be a torch.Tensor" in _message(assert_close, rigged, np.ones(2), "v")
+    assert "must be a torch.Tensor" in _message(assert_shape, rigged, (2,), "v")
+
+
+def test_assert_close_accepts_the_exact_types_it_lists():
+    for ok in (torch.ones(2), torch.nn.Parameter(torch.ones(2)), np.ones(2), [1, 1.0], (np.float64(1.0), True)):
+        assert_close(ok, [1.0, 1.0], "v")
+    assert_close(np.float32(2.0), 2, "a numpy scalar")
+
+
+def test_assert_choice_rejects_a_string_subclass_equal_to_everything():
+    assert "must be a string" in _message(assert_choice, _EqualsEverything("Z"), "ABCD", "ANSWER")
+    assert "expected one of" in _message(assert_choice, "Z", "ABCD", "ANSWER")
+
+
+# --- assert_not_calling follows objects, not just names ---------------------------------------------
+inverse_by_another_name = np.linalg.inv
+_private_helper = nk.empirical._group_jacobian
+
+
+def _renamed_global(k, y):
+    return inverse_by_another_name(k) @ y
+
+
+def _closure_factory():
+    solve = torch.linalg.inv
+
+    def inner(k, y):
+        return solve(k) @ y
+    return inner
+
+
+_SOLVER = np.linalg.inv
+
+
+def _default_argument(k, y, solve=_SOLVER):
+    return solve(k) @ y
+
+
+def _module_of_a_forbidden_module(k1, k2, y):
+    return nk.kernel_regression(k1, k2, y)  # defined in ntklib.regression
+
+
+def _private_ntklib(model, params, group):
+    return _private_helper(model, params, group)
+
+
+def _computed_getattr(model, x):
+    name = "_".join(["empirical", "ntk"])
+    return getattr(nk, name)(model, x)
+
+
+def _through_eval(model, x):
+    return eval("nk.empirical_ntk")(model, x)
+
+
+def _through_importlib(model, x):
+    import importlib
+    return importlib.import_module("ntklib.emp" + "irical")
+
+
+@pytest.mark.parametrize("func, forbidden, expected", [
+    (_renamed_global, ["inv"], "inverse_by_another_name"),
+    (_closure_factory(), ["inv"], "solve"),
+    (_default_argument, ["inv"], "default argument"),
+    (_module_of_a_forbidden_module, ["regression"], "ntklib.regression"),
+    (_private_ntklib, ["empirical_ntk"], "private part of ntklib"),
+    (_computed_getattr, ["empirical_ntk"], "computed name"),
+    (_through_eval, ["empirical_ntk"], "eval"),
+    (_through_importlib, ["empirical_ntk"], "importlib"),
+])
+def test_assert_not_calling_resolves_objects_whatever_they_are_bound_to(func, forbidden, expected):
+    msg = _message(assert_not_calling, func, forbidden, "f")
+    assert expected in msg, msg
+
+
+def test_assert_not_calling_passes_honest_code_that_uses_allowed_building_blocks():
+    def krr(k, k_star, y, ridge):
+        chol = torch.linalg.cholesky(k + ridge * torch.eye(k.shape[0]))  # (n, n)
+        return k_star @ torch.cholesky_solve(y[:, None], chol)[:, 0]  # (m,)
+
+    assert_not_calling(krr, ["KernelRidge", "inv", "pinv", "lstsq", "regression", "kernel_regression"], "krr")
+
+
+def gp_posterior(k, y):  # the student's own function, named like a forbidden library function
+    return k @ y
+
+
+def _uses_own_function(k, y):
+    return gp_posterior(k, y) + 1
+
+
+def test_assert_not_calling_allows_the_students_own_function_with_a_forbidden_name():
+    assert_not_calling(_uses_own_function, ["gp_posterior", "regression"], "loo")
+    assert "gp_posterior" in _message(assert_not_calling, lambda k, y: nk.gp_posterior(k, y), ["gp_posterior"])
+
+
+SETTINGS = {"depth": 3}  # an unhashable global that a student function reads
+
+
+def _reads_a_dict_global(x):
+    return x * SETTINGS["depth"]
+
+
+def test_assert_not_calling_follows_unhashable_globals():
+    assert_not_calling(_reads_a_dict_global, ["empirical_ntk", "regression"])
