@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
@@ -382,3 +383,27 @@ def garbage_answers(released, facts: SourceFacts):
                 lines.append(f'{n} = "Z"')
         set_cell(nb, gid, "\n".join(lines))
     return nb
+
+
+def require_sandbox() -> None:
+    """Autograding runs student code in the bubblewrap sandbox: fail on Linux without it (the bootstrap
+    installs it), skip elsewhere."""
+    from ntklib.grading.sandbox import SandboxUnavailable, check_sandbox
+
+    try:
+        check_sandbox()
+    except SandboxUnavailable as err:
+        if sys.platform.startswith("linux"):
+            pytest.fail(f"autograding needs the bubblewrap sandbox on Linux: {err}")
+        pytest.skip(f"no bubblewrap sandbox here: {err}")
+
+
+def nbgrader_cell(source: str, cell_id: str, **nbgrader):
+    """A code cell with this id and, when given, this ``nbgrader`` metadata (a small source notebook's cell)."""
+    from nbformat.v4 import new_code_cell
+
+    cell = new_code_cell(source)
+    cell.id = cell_id
+    if nbgrader:
+        cell.metadata["nbgrader"] = nbgrader
+    return cell

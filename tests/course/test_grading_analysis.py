@@ -4,7 +4,8 @@ import ast
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_notebook
+from pipeline_utils import nbgrader_cell as _cell
 
 import ntklib  # noqa: F401  (loads ntklib's modules, which the shortcut analysis resolves names in)
 import numpy.linalg  # noqa: F401
@@ -12,14 +13,6 @@ import torch  # noqa: F401
 from ntklib.grading.analysis import NotebookAnalysis, loaded_names, top_level_bindings
 from ntklib.grading.checker import authored_cells
 from ntklib.grading.shortcuts import find_shortcuts, forbidden_targets
-
-
-def _cell(source, cell_id, **nbgrader):
-    cell = new_code_cell(source)
-    cell.id = cell_id
-    if nbgrader:
-        cell.metadata["nbgrader"] = nbgrader
-    return cell
 
 
 def _source_notebook():

@@ -3,27 +3,19 @@ replays, the checker's verdicts, and what reaches the student's kernel; HideHidd
 
 The notebooks import no torch in the kernel, so each kernel starts in about a second.
 """
-import sys
 import time
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook, new_output
+from nbformat.v4 import new_notebook, new_output
+from pipeline_utils import nbgrader_cell as _cell
+from pipeline_utils import require_sandbox
 from traitlets.config import Config
 
 from ntklib.grading.executor import GRADING_NOTES_MARK, SandboxedExecute
 from ntklib.grading.feedback import REDACTED, HideHiddenTests
-from ntklib.grading.sandbox import SandboxUnavailable, check_sandbox
 
 HIDDEN = "assert double(21) == 42, 'the hidden check'"
-
-
-def _cell(source, cell_id, **nbgrader):
-    cell = new_code_cell(source)
-    cell.id = cell_id
-    if nbgrader:
-        cell.metadata["nbgrader"] = nbgrader
-    return cell
 
 
 def _source():
@@ -44,12 +36,7 @@ def _source():
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    try:
-        check_sandbox()
-    except SandboxUnavailable as err:
-        if sys.platform.startswith("linux"):
-            pytest.fail(f"autograding needs the bubblewrap sandbox on Linux: {err}")
-        pytest.skip(f"no bubblewrap sandbox here: {err}")
+    require_sandbox()
     root = tmp_path_factory.mktemp("course")
     for folder in ("solutions", "course"):
         (root / folder / "demo").mkdir(parents=True)

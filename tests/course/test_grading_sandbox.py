@@ -17,17 +17,9 @@ import torch
 
 from ntklib.grading.kernel import KernelProtocolError, KernelSession, decode_value
 from ntklib.grading.sandbox import SandboxSpec, SandboxUnavailable, check_sandbox
+from pipeline_utils import require_sandbox
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _sandbox_or_skip():
-    try:
-        check_sandbox()
-    except SandboxUnavailable as err:
-        if sys.platform.startswith("linux"):
-            pytest.fail(f"autograding needs the bubblewrap sandbox on Linux: {err}")
-        pytest.skip(f"no bubblewrap sandbox here: {err}")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +33,7 @@ def submission(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kernel(submission):
-    _sandbox_or_skip()
+    require_sandbox()
     os.environ["NTK_TEST_GRADER_SECRET"] = "grader-only-value"
     session = KernelSession(SandboxSpec(memory_bytes=3 << 30), str(submission), "00_demo",
                             ["--InteractiveShell.xmode=Minimal"], output_chars=10_000)
@@ -132,7 +124,7 @@ def test_the_agent_answers_in_plain_data_and_refuses_rigged_values(kernel):
 
 
 def test_interrupts_a_sigint_proof_loop_and_a_dead_kernel(submission):
-    _sandbox_or_skip()
+    require_sandbox()
     session = KernelSession(SandboxSpec(), str(submission), "00_demo")
     session.start()
     try:

@@ -26,7 +26,7 @@ from pipeline_utils import (COURSE, COURSE_ID, REPO, SCALED, SOLUTIONS, assignme
                             copy_tree, delete_cell, error_outputs, expected_scores, find_leaks, garbage_answers,
                             html_text_lines, insert_cells, is_autograded_test, is_manual_answer, load_config,
                             nbgrader_meta,
-                            notebook_text_lines, release_notebook, run_nbgrader, secret_lines, set_cell,
+                            notebook_text_lines, release_notebook, require_sandbox, run_nbgrader, secret_lines, set_cell,
                             solution_cell_of, source_facts, source_notebook, which_tests_use, tree_files, validate,
                             with_solutions, wrapped_function, write_instructor_config)
 
@@ -150,7 +150,7 @@ def test_reference_solution_gets_full_marks_under_the_checker(assignment, tmp_pa
 
     from ntklib.grading.executor import GRADING_NOTES_MARK, SandboxedExecute
 
-    _sandbox_or_skip()
+    require_sandbox()
     source = _read(source_notebook(assignment))
     nb = with_solutions(_read(_release(assignment)), source)
     executor = SandboxedExecute(config=load_config())
@@ -410,17 +410,6 @@ def _students(released, source):
     return class_
 
 
-def _sandbox_or_skip():
-    from ntklib.grading.sandbox import SandboxUnavailable, check_sandbox
-
-    try:
-        check_sandbox()
-    except SandboxUnavailable as err:
-        if sys.platform.startswith("linux"):
-            pytest.fail(f"autograding needs the bubblewrap sandbox on Linux: {err}")
-        pytest.skip(f"no bubblewrap sandbox here: {err}")
-
-
 def _outputs_text(cell) -> str:
     return "\n".join(str(o.get("text", "")) + str(o.get("evalue", "")) for o in cell.get("outputs", []))
 
@@ -439,7 +428,7 @@ def test_instructor_loop_grades_a_simulated_class(tmp_path):
     from nbgrader.api import Gradebook
     from ntklib.grading.ledger import record_manual_grades
 
-    _sandbox_or_skip()
+    require_sandbox()
     t_start = time.perf_counter()
     root, exchange, homes = tmp_path / "instructor", tmp_path / "exchange", tmp_path / "students"
     root.mkdir(), exchange.mkdir(), homes.mkdir()
