@@ -61,6 +61,21 @@ def _pad_spatial(x: torch.Tensor, pads, circular: bool) -> torch.Tensor:
     return x
 
 
+def _draw_affine(weight_shape: tuple[int, ...], fan_in: int, W_std: float, b_std: float | None,
+                 parameterization: str, generator: torch.Generator, dtype: torch.dtype):
+    """The (weight, bias) parameters of a Dense or Conv layer: standard normal entries (ntk), or scaled by
+    W_std/sqrt(fan_in) and b_std (standard); no bias when b_std is None. Drawn in float64 and then cast,
+    so that one seed gives the same network in every dtype."""
+    weight = torch.randn(weight_shape, generator=generator, dtype=torch.float64).to(dtype)  # (out, in, *F)
+    bias = (None if b_std is None
+            else torch.randn(weight_shape[0], generator=generator, dtype=torch.float64).to(dtype))  # (out,)
+    if parameterization == "standard":
+        weight = weight * (W_std / math.sqrt(fan_in))
+        if bias is not None:
+            bias = bias * b_std
+    return nn.Parameter(weight), None if bias is None else nn.Parameter(bias)
+
+
 class ConvModule(nn.Module):
     """Convolution over (n, C, L) or (n, C, H, W) inputs in the NTK or standard parameterization."""
 
@@ -72,18 +87,10 @@ class ConvModule(nn.Module):
         self.kernel_size, self.stride, self.padding = tuple(kernel_size), tuple(stride), padding
         self.W_std, self.b_std, self.parameterization = W_std, b_std, parameterization
         fan_in = in_channels * math.prod(kernel_size)
-        weight = torch.randn((out_channels, in_channels) + self.kernel_size, generator=generator,
-                             dtype=torch.float64).to(dtype)  # (out, in, *F)
-        bias = (None if b_std is None
-                else torch.randn(out_channels, generator=generator, dtype=torch.float64).to(dtype))  # (out,)
-        if parameterization == "standard":
-            weight = weight * (W_std / math.sqrt(fan_in))
-            if bias is not None:
-                bias = bias * b_std
-        self.weight = nn.Parameter(weight)
-        self.bias = None if bias is None else nn.Parameter(bias)
+        self.weight, self.bias = _draw_affine((out_channels, in_channels) + self.kernel_size, fan_in, W_std, b_std,
+                                              parameterization, generator, dtype)  # (out, in, *F), (out,)
         self.weight_scale = W_std / math.sqrt(fan_in) if parameterization == "ntk" else 1.0
-        self.bias_scale = 0.0 if bias is None else b_std if parameterization == "ntk" else 1.0
+        self.bias_scale = 0.0 if b_std is None else b_std if parameterization == "ntk" else 1.0
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         pads = [padding_amounts(n, f, s, self.padding)[:2]
@@ -140,16 +147,8 @@ class DenseModule(nn.Module):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.W_std, self.b_std, self.parameterization = W_std, b_std, parameterization
-        # drawn in float64 and then cast, so that one seed gives the same network in every dtype
-        weight = torch.randn(out_dim, in_dim, generator=generator, dtype=torch.float64).to(dtype)  # (out, in)
-        bias = (None if b_std is None
-                else torch.randn(out_dim, generator=generator, dtype=torch.float64).to(dtype))  # (out,)
-        if parameterization == "standard":
-            weight = weight * (W_std / math.sqrt(in_dim))
-            if bias is not None:
-                bias = bias * b_std
-        self.weight = nn.Parameter(weight)
-        self.bias = None if bias is None else nn.Parameter(bias)
+        self.weight, self.bias = _draw_affine((out_dim, in_dim), in_dim, W_std, b_std, parameterization, generator,
+                                              dtype)  # (out, in), (out,)
 
     @property
     def weight_scale(self) -> float:

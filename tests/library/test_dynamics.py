@@ -32,16 +32,6 @@ def _problem(n=7, n_test=4, d=3, k=None, seed=0, act=None):
     return arch.kernel(x).ntk, arch.kernel(xt, x).ntk, y, g
 
 
-def _slope(widths, values):
-    """Least-squares slope of log(value) on log(width) over all seeds, and its standard error."""
-    lx = np.log(np.repeat(np.asarray(widths, float), values.shape[1]))
-    ly = np.log(values.reshape(-1))
-    slope, icpt = np.polyfit(lx, ly, 1)
-    resid = ly - (slope * lx + icpt)
-    se = math.sqrt(resid.var(ddof=2) / ((lx - lx.mean()) ** 2).sum())
-    return slope, se
-
-
 # ---------------------------------------------------------------------------------------------
 # closed forms
 # ---------------------------------------------------------------------------------------------
