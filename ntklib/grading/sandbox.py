@@ -209,11 +209,12 @@ def bwrap_command(spec: SandboxSpec, submission: str, workdir: str, ipc_dir: str
             args += ["--ro-bind", target, target]
     for path in ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives", "/sys/devices/system/cpu"):
         args += ["--ro-bind-try", path, path]
+    # /tmp first: a checkout or venv that lives under /tmp is then bound on top of the empty tmpfs
+    args += ["--size", str(spec.tmp_size_bytes), "--tmpfs", "/tmp"]
     for root in [*_python_roots(), *spec.extra_ro_binds]:
         if not root.startswith("/usr/"):
             args += ["--ro-bind", root, root]
-    args += ["--size", str(spec.tmp_size_bytes), "--tmpfs", "/tmp",
-             "--size", str(spec.home_size_bytes), "--tmpfs", home,
+    args += ["--size", str(spec.home_size_bytes), "--tmpfs", home,
              "--ro-bind", submission, "/submission",
              "--bind", ipc_dir, ipc_dir,
              "--chdir", home, "--clearenv"]
@@ -367,9 +368,14 @@ def check_sandbox(timeout: float = 30.0) -> None:
             for fd in (*fds, info_r):
                 os.close(fd)
         if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip()[:500]
+            if "execvp" in err:  # bwrap works, but the interpreter is not where the sandbox binds it
+                raise SandboxUnavailable(
+                    f"the sandbox started but could not run this Python ({err}): the interpreter, its venv or "
+                    f"ntklib lives under a path the sandbox does not make visible (read-only binds: "
+                    f"{', '.join(_python_roots())}). Please report it with this message.")
             raise SandboxUnavailable(
-                f"bubblewrap could not start a sandbox (exit code {done.returncode}: "
-                f"{done.stderr.decode(errors='replace').strip()[:500]}). " + INSTALL_HINT)
+                f"bubblewrap could not start a sandbox (exit code {done.returncode}: {err}). " + INSTALL_HINT)
 
 
 def kernel_workdir(path: str | Path) -> str:

@@ -150,3 +150,32 @@ def test_check_sandbox_says_how_to_install_bwrap_when_it_is_missing(monkeypatch,
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
         check_sandbox()
+
+
+def test_read_only_binds_under_tmp_stay_visible_over_the_sandbox_tmpfs(tmp_path):
+    """A checkout or venv under /tmp (a fresh clone there) must be visible in the sandbox: the sandbox's
+    own /tmp is an empty tmpfs, and the binds of the interpreter's folders go on top of it."""
+    import subprocess
+
+    from ntklib.grading.sandbox import bwrap_command, limits
+
+    require_sandbox()
+    assert str(tmp_path).startswith("/tmp/"), f"pytest's tmp_path is not under /tmp here: {tmp_path}"
+    shared = tmp_path / "venv-like"
+    shared.mkdir()
+    (shared / "marker.txt").write_text("visible")
+    (tmp_path / "scratch.txt").write_text("not bound: must stay hidden")
+    sub, ipc = tmp_path / "submission", tmp_path / "ipc"
+    sub.mkdir()
+    ipc.mkdir()
+    spec = SandboxSpec(extra_ro_binds=(str(shared),))
+    probe = (f"import os; print(open({str(shared / 'marker.txt')!r}).read(), "
+             f"os.path.exists({str(tmp_path / 'scratch.txt')!r}))")
+    argv, fds, env, info_r = bwrap_command(spec, str(sub), "/home/student/x", str(ipc), [sys.executable, "-I", "-c", probe])
+    try:
+        done = subprocess.run(argv, pass_fds=fds, env=env, capture_output=True, timeout=60, preexec_fn=limits(spec))
+    finally:
+        for fd in (*fds, info_r):
+            os.close(fd)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.decode().split() == ["visible", "False"]
