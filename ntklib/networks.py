@@ -252,11 +252,15 @@ class SerialModule(nn.Sequential):
             n, k = h.shape
             delta = torch.eye(k, dtype=h.dtype, device=h.device).expand(n, k, k)  # (n, k, k): d f_a / d out
             parts = []
+            first_dense = min(inputs)
             for idx in range(len(self) - 1, -1, -1):
                 m = self[idx]
                 if isinstance(m, DenseModule):
                     parts.append((m.weight_scale, m.bias_scale, inputs[idx], delta))
-                    delta = m.weight_scale * (delta @ m.weight)  # (n, k, in)
+                    if idx == first_dense:
+                        break  # nothing below needs the delta of the network's input
+                    # one (n k, out) x (out, in) product, not n small batched ones
+                    delta = m.weight_scale * (delta.reshape(n * k, -1) @ m.weight).reshape(n, k, -1)  # (n, k, in)
                 else:
                     delta = delta * m.derivative(pre_activations[idx])[:, None, :]
         return parts[::-1]

@@ -39,3 +39,28 @@ def test_thread_setting_is_restored_also_after_an_error_and_nested_maps_run_seri
     assert nested == [[0, 1, 2], [10, 11, 12]]
     assert torch.get_num_threads() == before
     assert num_workers("cuda") == 1  # accelerators: blocks run in the calling thread
+
+
+def _map_in_child(queue):
+    queue.put([r[0] for r in map_blocks(_block, range(4), workers=2)])
+
+
+def test_the_kept_pool_serves_later_maps_and_a_forked_child_gets_its_own():
+    """The worker pool is kept between maps; a child forked after a map (e.g. a DataLoader worker) must
+    not wait on the parent's threads, which do not exist in it."""
+    import multiprocessing as mp
+
+    assert [r[0] for r in map_blocks(_block, range(5), workers=2)] == list(range(5))
+    with pytest.raises(ZeroDivisionError):
+        map_blocks(lambda i: 1 / 0, range(3), workers=2)
+    assert [r[0] for r in map_blocks(_block, range(3), workers=2)] == [0, 1, 2]  # still usable after an error
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_map_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "a forked child hung in map_blocks"
+    assert child.exitcode == 0 and queue.get(timeout=5) == [0, 1, 2, 3]
