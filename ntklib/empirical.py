@@ -269,7 +269,9 @@ def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "trace", impleme
       x1, x2: (n1, d) and (n2, d) inputs on the model's device and dtype; ``x2=None`` means x1.
       mode: ``"trace"`` (n1, n2) mean over outputs, ``"diagonal"`` (n1, n2, k) or ``"full"`` (n1, n2, k, k).
       implementation: ``"auto"``, ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (module docstring).
-      chunk_size: rows (Jacobian / structured) or basis vectors (ntvp) per block; bounds memory.
+      chunk_size: rows (Jacobian) or basis vectors (ntvp) per block; bounds memory. The structured path,
+        whose blocks hold only their share of the result, uses at least this many rows and otherwise
+        one block per worker thread.
     """
     check_choice("mode", mode, _MODES)
     check_choice("implementation", implementation, _IMPLS)
